@@ -1,0 +1,3 @@
+//! One module per command family; each turns its clap arguments into library calls.
+
+pub(crate) mod certs;

@@ -1,0 +1,7 @@
+//! Seed files that users start from, embedded so that commands can print or render them.
+//!
+//! Each template is a plain file in this directory; this crate only embeds them with
+//! `include_str!`, so that the files stay readable and diffable on their own.
+
+/// The seed's `bridge.yaml` (`MqttBridgeConnector` + `MqttBridgeTopicMap`), unchanged.
+pub const BRIDGE_YAML: &str = include_str!("bridge.yaml");

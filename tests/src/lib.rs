@@ -1,0 +1,133 @@
+//! End-to-end tests across e4k crates, against real peers (mosquitto, openssl).
+//!
+//! The tests live in `tests/tests/`; this library holds the fixtures they and `cli/tests/`
+//! share: [`Mosquitto`], a real broker on a free loopback port, stopped on drop.
+
+use std::{
+    io,
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// How long a broker may take to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A mosquitto broker run for one test, on 127.0.0.1 and a port of its own.
+#[derive(Debug)]
+pub struct Mosquitto {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Starts mosquitto with a listener on a free loopback port followed by `listener_config`
+    /// (lines that apply to that listener, e.g. TLS settings), and waits until it accepts TCP
+    /// connections.
+    ///
+    /// # Errors
+    /// When mosquitto is not installed, fails to start (its log is in the error), or does not
+    /// listen within 10 s.
+    pub fn start(listener_config: &str) -> io::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let log = dir.path().join("mosquitto.log");
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "# written by e4k-tests\n\
+                 user root\n\
+                 persistence false\n\
+                 log_dest file {log}\n\
+                 log_type all\n\
+                 connection_messages true\n\
+                 per_listener_settings false\n\
+                 listener {port} 127.0.0.1\n\
+                 {listener_config}\n",
+                log = log.display()
+            ),
+        )?;
+        let child = Command::new(mosquitto_binary())
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot start mosquitto: {e}")))?;
+        let mut broker = Self {
+            child,
+            port,
+            log,
+            _dir: dir,
+        };
+        broker.wait_until_listening()?;
+        Ok(broker)
+    }
+
+    fn wait_until_listening(&mut self) -> io::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                return Err(io::Error::other(format!(
+                    "mosquitto exited ({status}); its log:\n{}",
+                    self.log()
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::other(format!(
+                    "mosquitto did not listen on port {} within {START_TIMEOUT:?}; its log:\n{}",
+                    self.port,
+                    self.log()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The port it listens on.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The broker's log so far.
+    #[must_use]
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+///
+/// # Errors
+/// When no port can be bound.
+pub fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The mosquitto broker binary: on `PATH`, or where Debian installs it (`/usr/sbin`, which is
+/// not on a normal user's `PATH`).
+#[must_use]
+pub fn mosquitto_binary() -> PathBuf {
+    let sbin = Path::new("/usr/sbin/mosquitto");
+    if sbin.exists() {
+        sbin.to_owned()
+    } else {
+        PathBuf::from("mosquitto")
+    }
+}
