@@ -331,6 +331,12 @@ fn bad_input_is_one_line_naming_the_place() {
         "e4k: error: cannot use the CA pki/certs/intermediate_ca.crt: junk.crt: no private key found \
          (expected a PEM block such as -----BEGIN PRIVATE KEY-----)"
     );
+    let fresh = Dir::new();
+    assert_eq!(
+        fresh.e4k(&["certs", "create", "x", "--no-password", "--insecure"]).fails(2),
+        "e4k: error: no CA at pki/certs/intermediate_ca.crt: create one with `e4k certs init \
+         --dir pki`, or give --ca and --ca-key"
+    );
     let run = d.e4k(&["certs", "init", "--no-password"]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("--insecure"), "{}", run.stderr);

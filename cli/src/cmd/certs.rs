@@ -339,6 +339,13 @@ fn create(args: CreateArgs, out: &Output) -> anyhow::Result<ExitCode> {
         .collect::<Result<Vec<_>, _>>()?;
     let key_type = args.key.key_type()?;
     let protection = protection(&args.password, KEY_PASSWORD_ENV, "the new private key")?;
+    if args.ca.is_none() && !ca_cert.exists() {
+        return Err(usage(format!(
+            "no CA at {}: create one with `e4k certs init --dir {}`, or give --ca and --ca-key",
+            ca_cert.display(),
+            args.dir.display()
+        )));
+    }
     let ca_password = password_from(args.ca_password_file.as_deref(), PASSWORD_ENV)?;
     let ca = CertificateAuthority::load(
         &ca_cert,

@@ -1,0 +1,202 @@
+//! How an emulator instance behaves: address, state file, latency, faults, quotas.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::EmulatorError;
+
+/// The api-versions accepted by default: the newest stable and the newest preview.
+pub const DEFAULT_API_VERSIONS: [&str; 2] = ["2025-02-15", "2026-06-15-preview"];
+
+/// The MQTT hostname template the real service follows; see [`EmulatorConfig::mqtt_hostname`].
+pub const DEFAULT_MQTT_HOSTNAME: &str = "{namespace}.{region}-1.ts.eventgrid.azure.net";
+
+/// Everything an emulator instance can be told. Start from [`Default`] and override fields.
+///
+/// ```
+/// use std::time::Duration;
+/// use e4k_emulator::EmulatorConfig;
+///
+/// let config = EmulatorConfig {
+///     lro_delay: Duration::from_millis(50),
+///     page_size: 2,
+///     ..EmulatorConfig::default()
+/// };
+/// assert_eq!(config.listen.port(), 0);
+/// ```
+#[derive(Clone)]
+pub struct EmulatorConfig {
+    /// The address to listen on; port 0 picks a free port (default `127.0.0.1:0`).
+    pub listen: SocketAddr,
+    /// A JSON file holding the resources: loaded at start, rewritten atomically after each change.
+    pub state_file: Option<PathBuf>,
+    /// Added to every request before it is answered (default none).
+    pub latency: Duration,
+    /// How long a write stays in progress (`Creating`/`Updating`/`Deleting`) before it completes
+    /// (default 100 ms). Zero completes writes at once, still with LRO headers.
+    pub lro_delay: Duration,
+    /// The `Retry-After` seconds sent with long-running-operation responses (default 0, so a client
+    /// that honours it polls without waiting; the real service sends up to 60).
+    pub lro_retry_after_secs: u64,
+    /// Injected failures (default none).
+    pub faults: FaultConfig,
+    /// If set, the only bearer token accepted; otherwise any non-empty bearer token is.
+    pub token: Option<String>,
+    /// The accepted `api-version` values. A version ending in `-preview` is validated against the
+    /// embedded preview spec, any other against the stable one.
+    pub api_versions: Vec<String>,
+    /// Items per page of a list when the request has no `$top` (default 5, to exercise paging;
+    /// the real service uses 20). Must be 1..=100.
+    pub page_size: usize,
+    /// The template of `properties.topicSpacesConfiguration.hostname`; `{namespace}` and
+    /// `{region}` (the location, lowercase, without spaces) are replaced. Default
+    /// [`DEFAULT_MQTT_HOSTNAME`]; set e.g. `"localhost"` when the data plane is local.
+    pub mqtt_hostname: String,
+    /// Per-namespace limits (default: the documented Event Grid limits).
+    pub quotas: Quotas,
+    /// Keep a log of every request (method, path, api-version, body) for
+    /// [`RunningEmulator::captured_requests`](crate::RunningEmulator::captured_requests) (default on).
+    pub capture_requests: bool,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            state_file: None,
+            latency: Duration::ZERO,
+            lro_delay: Duration::from_millis(100),
+            lro_retry_after_secs: 0,
+            faults: FaultConfig::default(),
+            token: None,
+            api_versions: DEFAULT_API_VERSIONS
+                .iter()
+                .map(|v| (*v).to_owned())
+                .collect(),
+            page_size: 5,
+            mqtt_hostname: DEFAULT_MQTT_HOSTNAME.to_owned(),
+            quotas: Quotas::default(),
+            capture_requests: true,
+        }
+    }
+}
+
+// Hand-written so that the expected token never reaches a log.
+impl fmt::Debug for EmulatorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmulatorConfig")
+            .field("listen", &self.listen)
+            .field("state_file", &self.state_file)
+            .field("latency", &self.latency)
+            .field("lro_delay", &self.lro_delay)
+            .field("lro_retry_after_secs", &self.lro_retry_after_secs)
+            .field("faults", &self.faults)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("api_versions", &self.api_versions)
+            .field("page_size", &self.page_size)
+            .field("mqtt_hostname", &self.mqtt_hostname)
+            .field("quotas", &self.quotas)
+            .field("capture_requests", &self.capture_requests)
+            .finish()
+    }
+}
+
+impl EmulatorConfig {
+    /// Checks the values that [`Emulator::bind`](crate::Emulator::bind) cannot work with.
+    pub fn validate(&self) -> Result<(), EmulatorError> {
+        let fail = |reason: String| Err(EmulatorError::Config { reason });
+        if self.api_versions.is_empty() {
+            return fail("api_versions is empty".into());
+        }
+        if !(1..=100).contains(&self.page_size) {
+            return fail(format!("page_size {} is not in 1..=100", self.page_size));
+        }
+        self.faults.validate()
+    }
+}
+
+/// Failure injection. Each request draws from a seeded generator, so the same sequence of
+/// requests meets the same faults in every run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultConfig {
+    /// Share of requests answered `429 Too Many Requests` with `Retry-After` (0.0..=1.0).
+    pub rate_429: f64,
+    /// Share of requests answered `503 Service Unavailable` or `500 Internal Server Error`.
+    pub rate_5xx: f64,
+    /// Share of accepted writes whose long-running operation ends `Failed`.
+    pub rate_lro_failure: f64,
+    /// The seed of the generator.
+    pub seed: u64,
+    /// The `Retry-After` seconds sent with an injected 429 or 503.
+    pub retry_after_secs: u64,
+}
+
+impl Default for FaultConfig {
+    fn default() -> Self {
+        Self {
+            rate_429: 0.0,
+            rate_5xx: 0.0,
+            rate_lro_failure: 0.0,
+            seed: 0,
+            retry_after_secs: 1,
+        }
+    }
+}
+
+impl FaultConfig {
+    fn validate(&self) -> Result<(), EmulatorError> {
+        let rates = [
+            ("rate_429", self.rate_429),
+            ("rate_5xx", self.rate_5xx),
+            ("rate_lro_failure", self.rate_lro_failure),
+        ];
+        for (name, rate) in rates {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(EmulatorError::Config {
+                    reason: format!("faults.{name} {rate} is not in 0.0..=1.0"),
+                });
+            }
+        }
+        if self.rate_429 + self.rate_5xx > 1.0 {
+            return Err(EmulatorError::Config {
+                reason: "faults.rate_429 + faults.rate_5xx exceeds 1.0".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Per-namespace (and per-subscription) limits; the defaults are Event Grid's documented ones.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quotas {
+    /// CA certificates per namespace (10).
+    pub ca_certificates: usize,
+    /// Client groups per namespace, not counting `$all` (10).
+    pub client_groups: usize,
+    /// Topic spaces per namespace (10).
+    pub topic_spaces: usize,
+    /// Topic templates per topic space (10).
+    pub topic_templates: usize,
+    /// Permission bindings per namespace (100).
+    pub permission_bindings: usize,
+    /// Clients per throughput unit (`sku.capacity`) of the namespace (10,000).
+    pub clients_per_throughput_unit: usize,
+    /// Namespaces per subscription (50).
+    pub namespaces_per_subscription: usize,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self {
+            ca_certificates: 10,
+            client_groups: 10,
+            topic_spaces: 10,
+            topic_templates: 10,
+            permission_bindings: 100,
+            clients_per_throughput_unit: 10_000,
+            namespaces_per_subscription: 50,
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The one error type of this crate: what can stop the emulator from starting or running.
+//!
+//! Errors that a *client* of the emulator causes (a bad body, a missing token) are not
+//! `EmulatorError`s: they are answered over HTTP with an ARM error body.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Everything that can go wrong when starting, running or stopping the emulator.
+///
+/// Messages are lowercase and do not repeat their `source`; print the chain to see it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmulatorError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address from [`EmulatorConfig::listen`](crate::EmulatorConfig::listen).
+        addr: SocketAddr,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The HTTP server failed while serving.
+    #[error("the server on {addr} failed")]
+    Serve {
+        /// The address the server listened on.
+        addr: SocketAddr,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The state file could not be read.
+    #[error("cannot read state file {}", path.display())]
+    ReadState {
+        /// The state file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The state file exists but does not hold emulator state.
+    #[error("state file {} is not valid emulator state", path.display())]
+    ParseState {
+        /// The state file.
+        path: PathBuf,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// The state file (or its temporary sibling) could not be written or renamed.
+    #[error("cannot write state file {}", path.display())]
+    WriteState {
+        /// The file that could not be written.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An embedded OpenAPI spec could not be loaded (a build defect, not a user error).
+    #[error("embedded spec {api_version} is unusable: {reason}")]
+    Spec {
+        /// The api-version of the spec.
+        api_version: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The configuration is inconsistent.
+    #[error("invalid emulator configuration: {reason}")]
+    Config {
+        /// What is wrong and what is expected.
+        reason: String,
+    },
+
+    /// The server task panicked or was aborted.
+    #[error("the server task on {addr} did not finish cleanly")]
+    Join {
+        /// The address the server listened on.
+        addr: SocketAddr,
+        /// The join error.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}

@@ -1,0 +1,54 @@
+//! A local Azure Event Grid namespace: the ARM control plane for namespaces and their MQTT child
+//! resources, served over HTTP for offline tests and CI.
+//!
+//! Tests start it in-process on port 0 and point an ARM client at
+//! [`RunningEmulator::base_url`]. It validates request bodies against the embedded OpenAPI
+//! specs of the api-version used, applies the service rules Event Grid enforces, answers writes
+//! as long-running operations, injects seeded faults, counts requests and can persist its state.
+//! See `README.md` for the routes, the rules and the differences from the real service.
+//!
+//! ```
+//! use e4k_emulator::{Emulator, EmulatorConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), e4k_emulator::EmulatorError> {
+//! let emulator = Emulator::start(EmulatorConfig { page_size: 2, ..EmulatorConfig::default() }).await?;
+//! let base = emulator.base_url(); // use instead of https://management.azure.com
+//! # let _ = base;
+//! // ... run the code under test against `base` ...
+//! assert_eq!(emulator.stats().writes(), 0);
+//! emulator.shutdown().await
+//! # }
+//! ```
+//!
+//! # Layout
+//! - [`server`] holds [`Emulator`] (bind, run with a `CancellationToken`, start in the background)
+//!   and [`RunningEmulator`] (address, stats, request log, shutdown).
+//! - [`config`] holds [`EmulatorConfig`], [`FaultConfig`], [`Quotas`].
+//! - [`spec`] holds the embedded OpenAPI specs and the body validator, usable on its own.
+//! - [`stats`] holds the [`Stats`] counters and [`CapturedRequest`]s.
+//! - [`ResourceKind`] names the six resource types served.
+//! - Internals: `service` (request handling and ARM operations), `route` (path parsing),
+//!   `rules` (service rules beyond the schema: clients, topic templates, client group queries,
+//!   bindings, certificates), `store` (resources and the state file), `arm` (error bodies),
+//!   `faults` (seeded fault injection).
+
+pub mod config;
+mod error;
+mod kind;
+pub mod server;
+pub mod spec;
+pub mod stats;
+
+mod arm;
+mod faults;
+mod route;
+mod rules;
+mod service;
+mod store;
+
+pub use config::{EmulatorConfig, FaultConfig, Quotas};
+pub use error::EmulatorError;
+pub use kind::ResourceKind;
+pub use server::{Emulator, RunningEmulator};
+pub use stats::{CapturedRequest, Stats, Verb};
