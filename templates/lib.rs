@@ -5,3 +5,6 @@
 
 /// The seed's `bridge.yaml` (`MqttBridgeConnector` + `MqttBridgeTopicMap`), unchanged.
 pub const BRIDGE_YAML: &str = include_str!("bridge.yaml");
+
+/// The seed's whole Event Grid setup as an `e4k eventgrid` spec.
+pub const EVENTGRID_YAML: &str = include_str!("eventgrid.yaml");

@@ -81,6 +81,83 @@ pub enum Error {
         reason: String,
     },
 
+    /// A spec file cannot be used: a variable is missing, the YAML is malformed, a field is
+    /// unknown or has the wrong type, or the spec breaks an Event Grid rule.
+    #[error("{}: {message}", path.display())]
+    Spec {
+        /// The spec file.
+        path: PathBuf,
+        /// What is wrong, with the path inside the spec (and its line when known); several
+        /// problems are listed one per line.
+        message: String,
+    },
+
+    /// An ARM request was answered with an error (after retries, for retryable statuses).
+    #[error("{method} {resource}: HTTP {status}{}: {message}", code_suffix(code))]
+    Arm {
+        /// HTTP method.
+        method: String,
+        /// The ARM resource id (path) the request was for.
+        resource: String,
+        /// HTTP status.
+        status: u16,
+        /// ARM `error.code`, when the body had one.
+        code: Option<String>,
+        /// ARM `error.message`, or a summary of the body.
+        message: String,
+    },
+
+    /// An ARM request could not be sent, or its answer could not be read.
+    #[error("{method} {resource}: {reason}")]
+    Transport {
+        /// HTTP method.
+        method: String,
+        /// The ARM resource id (path) the request was for.
+        resource: String,
+        /// What went wrong (connection refused, timeout, malformed JSON...).
+        reason: String,
+    },
+
+    /// A long-running ARM operation finished without success.
+    #[error(
+        "{resource}: the operation ended {status}{}: {message}",
+        code_suffix(code)
+    )]
+    Operation {
+        /// The ARM resource id.
+        resource: String,
+        /// The final status (`Failed`, `Canceled`).
+        status: String,
+        /// ARM `error.code` of the operation, when given.
+        code: Option<String>,
+        /// ARM `error.message` of the operation, when given.
+        message: String,
+    },
+
+    /// No Azure access token could be obtained.
+    #[error("cannot get an Azure access token: {reason}")]
+    Credential {
+        /// Why, with what to do (e.g. run `az login`).
+        reason: String,
+    },
+
+    /// A long-running ARM operation did not finish within the configured time; it may still be
+    /// running in Azure.
+    #[error(
+        "{resource}: the operation did not finish within {}s (it may still be running: check the resource, then rerun)",
+        timeout.as_secs()
+    )]
+    OperationTimeout {
+        /// The ARM resource id.
+        resource: String,
+        /// How long e4k waited.
+        timeout: std::time::Duration,
+    },
+
+    /// The work was cancelled (Ctrl-C, SIGTERM) before it finished.
+    #[error("cancelled")]
+    Cancelled,
+
     /// The cryptographic library refused an operation (key generation, signing, encryption).
     #[error("{context}: {reason}")]
     Crypto {
@@ -102,6 +179,7 @@ impl Error {
             Self::InvalidInput { .. }
                 | Self::Read { .. }
                 | Self::BadFile { .. }
+                | Self::Spec { .. }
                 | Self::WrongPassword { .. }
                 | Self::PasswordNeeded { .. }
                 | Self::NotUsableCa { .. }
@@ -123,12 +201,23 @@ impl Error {
         }
     }
 
+    pub(crate) fn spec(path: &std::path::Path, message: impl Into<String>) -> Self {
+        Self::Spec {
+            path: path.to_owned(),
+            message: message.into(),
+        }
+    }
+
     pub(crate) fn crypto(context: impl Into<String>, reason: impl std::fmt::Display) -> Self {
         Self::Crypto {
             context: context.into(),
             reason: reason.to_string(),
         }
     }
+}
+
+fn code_suffix(code: &Option<String>) -> String {
+    code.as_deref().map(|c| format!(" {c}")).unwrap_or_default()
 }
 
 /// This crate's result type.

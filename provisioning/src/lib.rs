@@ -6,9 +6,12 @@
 //!   Grid reads from a certificate, path validation with an Event Grid preflight, expiry checks.
 //! - [`Error`]: the crate's one error type; [`Error::is_usage`] tells input errors from failures.
 //!
-//! Event Grid ARM provisioning and Kubernetes manifests join this crate in later modules.
+//! - [`eventgrid`]: Event Grid MQTT provisioning through ARM (spec, validation, plan, apply).
+//!
+//! Kubernetes secrets and manifests join this crate in a later module.
 
 pub mod certs;
 mod error;
+pub mod eventgrid;
 
 pub use error::{Error, Result};

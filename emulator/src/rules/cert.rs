@@ -11,19 +11,32 @@ pub(crate) struct CertificateValidity {
 }
 
 const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+const END: &str = "-----END CERTIFICATE-----";
 
-/// Parses `encodedCertificate`: one PEM `CERTIFICATE` block, or bare base64 DER (whether the
-/// real service accepts the latter is unconfirmed; the emulator does).
+/// Parses `encodedCertificate` as the real service does: one PEM `CERTIFICATE` block **with its
+/// line breaks removed** (the service refuses standard multi-line PEM: Azure/azure-cli#30243,
+/// Azure/azure-cli-extensions#8274), or bare base64 DER (whether the real service accepts the
+/// latter is unconfirmed; the emulator does).
 pub(crate) fn parse_certificate(encoded: &str) -> Result<CertificateValidity, String> {
     let trimmed = encoded.trim();
-    let pem_text = if trimmed.contains("-----BEGIN") {
+    if trimmed.contains(['\n', '\r']) {
+        return Err(
+            "it must be PEM with the line breaks removed (-----BEGIN CERTIFICATE-----MII...-----END CERTIFICATE-----)"
+                .into(),
+        );
+    }
+    let body = if trimmed.contains("-----BEGIN") {
         if trimmed.matches(BEGIN).count() != 1 {
             return Err("it must hold exactly one PEM CERTIFICATE block".into());
         }
-        trimmed.to_owned()
+        trimmed
+            .strip_prefix(BEGIN)
+            .and_then(|rest| rest.strip_suffix(END))
+            .ok_or("it must start with -----BEGIN CERTIFICATE----- and end with -----END CERTIFICATE-----")?
     } else {
-        format!("{BEGIN}\n{trimmed}\n-----END CERTIFICATE-----\n")
+        trimmed
     };
+    let pem_text = format!("{BEGIN}\n{body}\n{END}\n");
     let (_, pem) = parse_x509_pem(pem_text.as_bytes())
         .map_err(|e| format!("it is neither PEM nor base64 DER: {e}"))?;
     if pem.label != "CERTIFICATE" {

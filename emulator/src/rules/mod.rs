@@ -4,9 +4,8 @@
 //! and returns an ARM 400/409 error naming the offending property in `target`.
 
 mod cert;
-mod query;
-mod template;
 
+use e4k_provisioning::eventgrid::rules;
 use serde_json::{Map, Value};
 
 use crate::arm::{ArmError, code};
@@ -335,7 +334,7 @@ pub(crate) fn topic_space(body: &Value, quotas: &Quotas) -> Result<(), ArmError>
     }
     for (i, t) in templates.iter().enumerate() {
         let text = t.as_str().unwrap_or_default();
-        template::check_template(text).map_err(|reason| {
+        rules::check_template(text).map_err(|reason| {
             bad(
                 &format!("{target}[{i}]"),
                 format!("Topic template '{text}' is invalid: {reason}."),
@@ -358,7 +357,7 @@ pub(crate) fn client_group(body: &Value) -> Result<(), ArmError> {
         .pointer("/properties/query")
         .and_then(Value::as_str)
         .ok_or_else(|| bad(target, "A client group needs a query."))?;
-    query::check_query(query).map_err(|reason| {
+    rules::check_query(query).map_err(|reason| {
         bad(
             target,
             format!("The client group query '{query}' is invalid: {reason}."),
@@ -516,11 +515,13 @@ mod tests {
     #[test]
     fn certificates_are_parsed() {
         let pem = include_str!("../../tests/fixtures/root-ca.pem");
-        let validity = parse_certificate(pem).unwrap();
+        let one_line: String = pem.lines().collect();
+        let validity = parse_certificate(&one_line).unwrap();
         assert!(validity.not_before < validity.not_after);
         let der_b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
         assert_eq!(parse_certificate(&der_b64).unwrap(), validity);
+        assert!(parse_certificate(pem).is_err(), "multi-line PEM is refused");
         assert!(parse_certificate("base64EncodePemFormattedCertificateString").is_err());
-        assert!(parse_certificate(&format!("{pem}{pem}")).is_err());
+        assert!(parse_certificate(&format!("{one_line}{one_line}")).is_err());
     }
 }

@@ -12,7 +12,7 @@ use e4k_emulator::ResourceKind;
 use e4k_emulator::spec::{Direction, Spec};
 use serde_json::Value;
 
-use crate::util::{Arm, PREVIEW, ROOT_CA, Reply, STABLE, fast, start};
+use crate::util::{Arm, PREVIEW, ROOT_CA, Reply, STABLE, fast, one_line, start};
 
 /// The examples in the order a client would run them: create, read, list, then delete.
 const OPERATIONS: [&str; 4] = ["CreateOrUpdate", "Get", "ListByNamespace", "Delete"];
@@ -92,7 +92,7 @@ fn body(example: &Example) -> Option<Value> {
     let params = example.doc["parameters"].as_object().unwrap();
     let mut body = params.values().find(|v| v.is_object()).cloned()?;
     if let Some(cert) = body.pointer_mut("/properties/encodedCertificate") {
-        *cert = Value::String(ROOT_CA.to_owned());
+        *cert = Value::String(one_line(ROOT_CA));
     }
     Some(body)
 }

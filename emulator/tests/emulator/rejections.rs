@@ -4,7 +4,7 @@ use e4k_emulator::{EmulatorConfig, Quotas};
 use serde_json::{Value, json};
 
 use crate::seed::{NS, namespace_body};
-use crate::util::{Arm, PREVIEW, ROOT_CA, STABLE, child_path, fast, ns_path, start};
+use crate::util::{Arm, PREVIEW, ROOT_CA, STABLE, child_path, fast, ns_path, one_line, start};
 
 fn client_body(scheme: &str) -> Value {
     json!({ "properties": { "clientCertificateAuthentication": { "validationScheme": scheme } } })
@@ -297,6 +297,8 @@ async fn topic_space_group_and_certificate_rules() {
     let templates = |t: Value| json!({ "properties": { "topicTemplates": t } });
     let bad_query = json!({ "properties": { "query": "attributes.a == 'b'" } });
     let bad_cert = json!({ "properties": { "encodedCertificate": "base64EncodePemFormattedCertificateString" } });
+    // Standard multi-line PEM is refused, as by the real service (azure-cli#30243).
+    let multi_line_cert = json!({ "properties": { "encodedCertificate": ROOT_CA } });
     expect_rejections(
         &arm,
         vec![
@@ -336,6 +338,14 @@ async fn topic_space_group_and_certificate_rules() {
                 "caCertificates",
                 "ca1",
                 bad_cert,
+                400,
+                "BadRequest",
+                "properties.encodedCertificate",
+            ),
+            (
+                "caCertificates",
+                "ca1",
+                multi_line_cert,
                 400,
                 "BadRequest",
                 "properties.encodedCertificate",
@@ -405,7 +415,7 @@ async fn quotas_are_enforced() {
         "BadRequest",
         "properties.topicTemplates",
     );
-    let ca = json!({ "properties": { "encodedCertificate": ROOT_CA } });
+    let ca = json!({ "properties": { "encodedCertificate": one_line(ROOT_CA) } });
     arm.put_and_wait(&child_path(NS, "caCertificates", "ca1"), &ca)
         .await;
     assert_error(

@@ -4,7 +4,7 @@ use e4k_emulator::{ResourceKind, Verb};
 use serde_json::{Value, json};
 
 use crate::util::{
-    Arm, INTERMEDIATE_CA, PREVIEW, ROOT_CA, child_path, fast, names, ns_path, start,
+    Arm, INTERMEDIATE_CA, PREVIEW, ROOT_CA, child_path, fast, names, ns_path, one_line, start,
 };
 
 pub(crate) const NS: &str = "e4k-seed";
@@ -33,7 +33,7 @@ fn client(attributes: Value) -> Value {
 
 /// The children of the seed namespace, in creation order: (collection, name, body).
 pub(crate) fn children() -> Vec<(&'static str, &'static str, Value)> {
-    let ca = |pem: &str| json!({ "properties": { "encodedCertificate": pem } });
+    let ca = |pem: &str| json!({ "properties": { "encodedCertificate": one_line(pem) } });
     let topic_space = |template: &str| json!({ "properties": { "topicTemplates": [template] } });
     let query = json!({ "properties": { "query": "attributes.commander = \"true\"" } });
     let mut children = vec![

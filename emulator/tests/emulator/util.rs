@@ -14,6 +14,11 @@ pub(crate) const PREVIEW: &str = "2026-06-15-preview";
 pub(crate) const ROOT_CA: &str = include_str!("../fixtures/root-ca.pem");
 pub(crate) const INTERMEDIATE_CA: &str = include_str!("../fixtures/intermediate-ca.pem");
 
+/// A PEM file as the service takes it in `encodedCertificate`: with its line breaks removed.
+pub(crate) fn one_line(pem: &str) -> String {
+    pem.lines().map(str::trim).collect()
+}
+
 /// A config with a short LRO delay, so polling is exercised without slowing the suite.
 pub(crate) fn fast() -> EmulatorConfig {
     EmulatorConfig {

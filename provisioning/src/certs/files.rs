@@ -53,9 +53,7 @@ impl PlannedFile {
 /// # Errors
 /// [`Error::AlreadyExists`] (without `force`), [`Error::Write`].
 pub(crate) fn write_all(files: &[PlannedFile], force: bool) -> Result<()> {
-    if !force
-        && let Some(existing) = files.iter().find(|f| f.path.symlink_metadata().is_ok())
-    {
+    if !force && let Some(existing) = files.iter().find(|f| f.path.symlink_metadata().is_ok()) {
         return Err(Error::AlreadyExists {
             path: existing.path.clone(),
         });

@@ -92,8 +92,8 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         })
 }
 
-/// An instant as RFC 3339, to the second (certificates carry no finer time).
-pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
+/// An instant as RFC 3339 UTC, to the second (certificates carry no finer time).
+pub fn rfc3339(t: OffsetDateTime) -> String {
     let t = t.replace_nanosecond(0).unwrap_or(t);
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }

@@ -11,7 +11,7 @@ const MAX_BYTES: usize = 256;
 /// `${client.authenticationName}` and `${client.attributes.<key>}` (and the older
 /// `${principal.name}` / `${principal.attributes.<key>}` the spec still shows) may fill a segment
 /// or part of one, never more.
-pub(crate) fn check_template(template: &str) -> Result<(), String> {
+pub fn check_template(template: &str) -> Result<(), String> {
     if template.is_empty() {
         return Err("a topic template must not be empty".into());
     }

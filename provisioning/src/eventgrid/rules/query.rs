@@ -236,7 +236,7 @@ fn describe(token: Option<&Token>) -> String {
 }
 
 /// Checks the syntax of a client group query; the error says what is wrong.
-pub(crate) fn check_query(query: &str) -> Result<(), String> {
+pub fn check_query(query: &str) -> Result<(), String> {
     let mut parser = Parser {
         tokens: tokenize(query)?,
         pos: 0,

@@ -1,0 +1,483 @@
+//! The resolved, typed bridge configuration: defaults applied, references turned into file
+//! paths, one [`BridgeConfig`] per `MqttBridgeConnector`.
+//!
+//! # Defaults
+//!
+//! | Setting | Default |
+//! |---|---|
+//! | `protocol` | `v5` (the only version e4k speaks) |
+//! | `bridgeInstances` | 1 |
+//! | `clientIdPrefix` | the connector's `metadata.name` when absent or empty |
+//! | `logLevel` | `info` |
+//! | route `qos` | 1 |
+//! | route `target` | none: each message keeps its own topic |
+//! | local endpoint | `azedge-dmqtt-frontend:1883` (v1alpha4), `aio-mq-dmqtt-frontend:1883` |
+//! | local TLS | off |
+//! | local auth | token `/var/run/serviceaccount/localbroker/sat-token` (`…/sat` in v1beta1) |
+//! | remote CA | public roots ([`TrustRoots::Public`]) |
+//! | port when left out | 8883 with TLS, 1883 without (443/80 for WebSocket) |
+//! | session | `clean_start = false`, expiry 1 h (Event Grid allows at most 8 h), keep-alive 60 s |
+//! | maximum packet size | 512 KiB on both sides (Event Grid's limit; see [`SessionSettings`]) |
+//!
+//! # Client IDs
+//!
+//! Every bridge instance `k` (`0..bridgeInstances`) opens one *main* session per broker, with
+//! client ID `{prefix}-{k}`; it carries every route that has no shared subscription. A route
+//! with a shared subscription gets its own member sessions: `M = instances ×
+//! ceil(groupMinimumShareNumber / instances)` of them in total (so at least the minimum, and
+//! the same number per instance), member `m` belongs to instance `m % instances` and has
+//! client ID `{prefix}-{route}-{m}`. The member index is the last `-` part and a route name is
+//! never empty, so IDs never collide within one connector; they stay stable as long as
+//! `bridgeInstances` and the route names do. See [`BridgeConfig::client_id`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+use time::OffsetDateTime;
+
+use super::endpoint::Endpoint;
+use super::files::ClientCertFiles;
+use super::topic::TopicFilter;
+
+/// Default directory holding one sub-directory per Kubernetes secret.
+pub const DEFAULT_SECRETS_DIR: &str = "/var/run/secrets/e4k";
+/// Default directory holding one sub-directory per Kubernetes config map.
+pub const DEFAULT_CONFIGMAPS_DIR: &str = "/var/run/configmaps/e4k";
+/// Default session expiry interval.
+pub const DEFAULT_SESSION_EXPIRY: Duration = Duration::from_secs(3_600);
+/// Longest session expiry Event Grid accepts.
+pub const EVENT_GRID_MAX_SESSION_EXPIRY: Duration = Duration::from_secs(8 * 3_600);
+/// Default keep-alive interval.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(60);
+/// Longest keep-alive Event Grid accepts.
+pub const EVENT_GRID_MAX_KEEP_ALIVE: Duration = Duration::from_secs(1_160);
+/// Event Grid's maximum MQTT packet size.
+pub const EVENT_GRID_MAX_PACKET_SIZE: u32 = 512 * 1024;
+/// Most sessions Event Grid allows per authentication name.
+pub const EVENT_GRID_MAX_SESSIONS: u32 = 100;
+/// Default receive maximum: how many QoS 1 messages a broker may have in flight to us.
+pub const DEFAULT_RECEIVE_MAXIMUM: u16 = 100;
+
+/// Caller-side settings for resolving and validating a configuration.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ConfigOptions {
+    /// Directory holding one sub-directory per secret.
+    pub secrets_dir: PathBuf,
+    /// Directory holding one sub-directory per config map.
+    pub configmaps_dir: PathBuf,
+    /// Replaces the remote endpoint of every connector (e.g. `--remote-endpoint host:port`).
+    pub remote_endpoint: Option<String>,
+    /// Replaces the local endpoint of every connector.
+    pub local_endpoint: Option<String>,
+    /// Session expiry interval for both brokers.
+    pub session_expiry: Duration,
+    /// Keep-alive interval for both brokers.
+    pub keep_alive: Duration,
+    /// Whether validation reads the secret and config map files.
+    pub check_files: bool,
+    /// The time certificates are checked against; `None` means now.
+    pub now: Option<OffsetDateTime>,
+    /// Warn when the client certificate expires within this long.
+    pub expiry_warning: Duration,
+}
+
+impl Default for ConfigOptions {
+    fn default() -> Self {
+        ConfigOptions {
+            secrets_dir: PathBuf::from(DEFAULT_SECRETS_DIR),
+            configmaps_dir: PathBuf::from(DEFAULT_CONFIGMAPS_DIR),
+            remote_endpoint: None,
+            local_endpoint: None,
+            session_expiry: DEFAULT_SESSION_EXPIRY,
+            keep_alive: DEFAULT_KEEP_ALIVE,
+            check_files: true,
+            now: None,
+            expiry_warning: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+/// The resolved configuration of one `MqttBridgeConnector` and the routes of every topic map
+/// that refers to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BridgeConfig {
+    /// The connector's `metadata.name`.
+    pub name: String,
+    /// Number of bridge instances; at least 1.
+    pub bridge_instances: u32,
+    /// Prefix of every client ID.
+    pub client_id_prefix: String,
+    /// Log level.
+    pub log_level: LogLevel,
+    /// The remote (Event Grid) broker.
+    pub remote: BrokerConnection,
+    /// The local broker.
+    pub local: BrokerConnection,
+    /// The routes, in document order.
+    pub routes: Vec<Route>,
+}
+
+/// Which session a client ID is for; see the [module docs](self) for the scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionRole<'a> {
+    /// The instance's session for all routes without a shared subscription.
+    Main,
+    /// Member `member` of a route's shared-subscription group.
+    SharedMember {
+        /// The route name.
+        route: &'a str,
+        /// The member index, `0..M`.
+        member: u32,
+    },
+}
+
+impl BridgeConfig {
+    /// The client ID of a session of instance `instance`: `{prefix}-{instance}` for
+    /// [`SessionRole::Main`], `{prefix}-{route}-{member}` for a shared-subscription member
+    /// (the instance is implied by the member index).
+    pub fn client_id(&self, instance: u32, role: SessionRole<'_>) -> String {
+        match role {
+            SessionRole::Main => format!("{}-{instance}", self.client_id_prefix),
+            SessionRole::SharedMember { route, member } => {
+                format!("{}-{route}-{member}", self.client_id_prefix)
+            }
+        }
+    }
+
+    /// The shared-subscription members of `route` that instance `instance` runs.
+    pub fn shared_members(&self, route: &Route, instance: u32) -> Vec<u32> {
+        let Some(shared) = &route.shared_subscription else {
+            return Vec::new();
+        };
+        let instances = self.bridge_instances.max(1);
+        (0..shared.members_per_instance(instances))
+            .map(|slot| slot * instances + instance)
+            .collect()
+    }
+
+    /// Sessions the bridge opens to the remote broker over all instances: one main session
+    /// per instance plus every shared-subscription member.
+    pub fn remote_session_count(&self) -> u32 {
+        let instances = self.bridge_instances.max(1);
+        let members: u32 = self
+            .routes
+            .iter()
+            .filter_map(|route| route.shared_subscription.as_ref())
+            .map(|shared| shared.members_per_instance(instances) * instances)
+            .sum();
+        instances + members
+    }
+}
+
+/// Log level of the bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// `debug`.
+    Debug,
+    /// `info`.
+    Info,
+}
+
+/// How to reach and log in to one broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BrokerConnection {
+    /// Host and port.
+    pub endpoint: Endpoint,
+    /// MQTT over TCP or over WebSocket.
+    pub transport: Transport,
+    /// TLS settings; `None` for plain TCP.
+    pub tls: Option<Tls>,
+    /// How the bridge authenticates.
+    pub authentication: Authentication,
+    /// MQTT session settings.
+    pub session: SessionSettings,
+}
+
+/// The transport under MQTT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// MQTT over TCP (`mqtt`).
+    Tcp,
+    /// MQTT over WebSocket (`webSocket`, v1beta1).
+    WebSocket,
+}
+
+/// TLS settings of a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tls {
+    /// Which CA certificates verify the broker.
+    pub trust: TrustRoots,
+}
+
+/// Which CA certificates verify a broker's certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TrustRoots {
+    /// The public web PKI roots (Event Grid's certificate chains to DigiCert Global Root G3).
+    Public,
+    /// Every PEM certificate in a config map directory.
+    ConfigMap {
+        /// Config map name.
+        name: String,
+        /// `<configmaps_dir>/<name>`.
+        dir: PathBuf,
+    },
+}
+
+/// How the bridge authenticates to a broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Authentication {
+    /// TLS client certificate from a secret.
+    X509(ClientCertFiles),
+    /// Kubernetes service account token, sent as MQTT v5 enhanced authentication.
+    ServiceAccountToken {
+        /// The token file, re-read at each connect.
+        token_file: PathBuf,
+    },
+    /// Username and password from a secret.
+    UsernamePassword {
+        /// Secret name.
+        secret: String,
+        /// File holding the username.
+        username_file: PathBuf,
+        /// File holding the password.
+        password_file: PathBuf,
+    },
+    /// No credentials.
+    Anonymous,
+}
+
+/// MQTT v5 session settings of one connection.
+///
+/// The CRDs cannot set these (`docs/bridge.md` §1.3), so e4k chooses: persistent sessions so
+/// that nothing is lost across reconnects, and a maximum packet size of 512 KiB on *both*
+/// sides — a larger message could not be forwarded to Event Grid anyway, and announcing the
+/// limit to the local broker makes it drop such messages instead of making us disconnect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SessionSettings {
+    /// MQTT v5 Clean Start; `false` resumes the previous session.
+    pub clean_start: bool,
+    /// Session expiry interval.
+    #[serde(serialize_with = "as_secs")]
+    pub session_expiry: Duration,
+    /// Keep-alive interval.
+    #[serde(serialize_with = "as_secs")]
+    pub keep_alive: Duration,
+    /// Largest packet the bridge accepts, in bytes.
+    pub max_packet_size: u32,
+    /// Receive Maximum announced to the broker.
+    pub receive_maximum: u16,
+}
+
+fn as_secs<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(duration.as_secs())
+}
+
+/// Which way a route forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    /// From the local broker to the remote broker (`local-to-remote`).
+    LocalToRemote,
+    /// From the remote broker to the local broker (`remote-to-local`).
+    RemoteToLocal,
+}
+
+impl Direction {
+    /// The CRD spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::LocalToRemote => "local-to-remote",
+            Direction::RemoteToLocal => "remote-to-local",
+        }
+    }
+}
+
+/// MQTT quality of service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(into = "u8")]
+pub enum QoS {
+    /// QoS 0.
+    AtMostOnce,
+    /// QoS 1.
+    AtLeastOnce,
+    /// QoS 2.
+    ExactlyOnce,
+}
+
+impl From<QoS> for u8 {
+    fn from(qos: QoS) -> u8 {
+        match qos {
+            QoS::AtMostOnce => 0,
+            QoS::AtLeastOnce => 1,
+            QoS::ExactlyOnce => 2,
+        }
+    }
+}
+
+/// One route of a topic map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Route {
+    /// Route name, unique within the connector.
+    pub name: String,
+    /// `metadata.name` of the topic map that holds the route.
+    pub topic_map: String,
+    /// Which way it forwards.
+    pub direction: Direction,
+    /// Topic filter on the source broker (never a `$share/` filter).
+    pub source: TopicFilter,
+    /// Static topic on the target broker; `None` keeps each message's own topic.
+    pub target: Option<String>,
+    /// QoS of the subscription and of the publish.
+    pub qos: QoS,
+    /// Shared subscription on the source broker.
+    pub shared_subscription: Option<SharedSubscription>,
+}
+
+impl Route {
+    /// The filter to subscribe to on the source broker: `$share/<group>/<source>` with a
+    /// shared subscription, the plain source otherwise.
+    pub fn subscription_filter(&self) -> String {
+        match &self.shared_subscription {
+            Some(shared) => format!("$share/{}/{}", shared.group_name, self.source),
+            None => self.source.to_string(),
+        }
+    }
+
+    /// The topic a message received on `topic` is published to.
+    pub fn target_topic<'a>(&'a self, topic: &'a str) -> &'a str {
+        self.target.as_deref().unwrap_or(topic)
+    }
+}
+
+/// A route's shared subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SharedSubscription {
+    /// Share group name (no `/`, `+` or `#`).
+    pub group_name: String,
+    /// Minimum number of member sessions over all instances; at least 1.
+    pub group_minimum_share_number: u32,
+}
+
+impl SharedSubscription {
+    /// Members each instance runs so that the group has at least the minimum.
+    pub fn members_per_instance(&self, instances: u32) -> u32 {
+        self.group_minimum_share_number.div_ceil(instances.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    fn route(name: &str, shared: Option<u32>) -> Route {
+        Route {
+            name: name.into(),
+            topic_map: "map".into(),
+            direction: Direction::LocalToRemote,
+            source: TopicFilter::parse("a/#").unwrap(),
+            target: None,
+            qos: QoS::AtLeastOnce,
+            shared_subscription: shared.map(|n| SharedSubscription {
+                group_name: "g".into(),
+                group_minimum_share_number: n,
+            }),
+        }
+    }
+
+    fn connection() -> BrokerConnection {
+        BrokerConnection {
+            endpoint: Endpoint::parse("broker", 1883).unwrap(),
+            transport: Transport::Tcp,
+            tls: None,
+            authentication: Authentication::Anonymous,
+            session: SessionSettings {
+                clean_start: false,
+                session_expiry: DEFAULT_SESSION_EXPIRY,
+                keep_alive: DEFAULT_KEEP_ALIVE,
+                max_packet_size: EVENT_GRID_MAX_PACKET_SIZE,
+                receive_maximum: DEFAULT_RECEIVE_MAXIMUM,
+            },
+        }
+    }
+
+    fn bridge(instances: u32, routes: Vec<Route>) -> BridgeConfig {
+        BridgeConfig {
+            name: "b".into(),
+            bridge_instances: instances,
+            client_id_prefix: "e4k".into(),
+            log_level: LogLevel::Info,
+            remote: connection(),
+            local: connection(),
+            routes,
+        }
+    }
+
+    #[test]
+    fn client_ids_follow_the_scheme() {
+        let config = bridge(3, vec![route("alerts", Some(2))]);
+        assert_eq!(config.client_id(2, SessionRole::Main), "e4k-2");
+        let role = SessionRole::SharedMember {
+            route: "alerts",
+            member: 1,
+        };
+        assert_eq!(config.client_id(1, role), "e4k-alerts-1");
+    }
+
+    #[test]
+    fn shared_members_cover_the_minimum_evenly() {
+        let config = bridge(3, vec![route("r", Some(4))]);
+        let r = &config.routes[0];
+        assert_eq!(config.shared_members(r, 0), vec![0, 3]);
+        assert_eq!(config.shared_members(r, 2), vec![2, 5]);
+        assert_eq!(config.remote_session_count(), 3 + 6);
+
+        let config = bridge(3, vec![route("r", Some(2))]);
+        let r = &config.routes[0];
+        assert_eq!(config.shared_members(r, 1), vec![1]);
+        assert_eq!(config.remote_session_count(), 3 + 3);
+    }
+
+    #[test]
+    fn client_ids_are_unique() {
+        let routes = vec![
+            route("r", Some(5)),
+            route("r-1", Some(5)),
+            route("1", Some(5)),
+            route("plain", None),
+        ];
+        let config = bridge(4, routes);
+        let mut ids = HashSet::new();
+        let mut count = 0;
+        for instance in 0..4 {
+            ids.insert(config.client_id(instance, SessionRole::Main));
+            count += 1;
+            for r in &config.routes {
+                for member in config.shared_members(r, instance) {
+                    let role = SessionRole::SharedMember {
+                        route: &r.name,
+                        member,
+                    };
+                    ids.insert(config.client_id(instance, role));
+                    count += 1;
+                }
+            }
+        }
+        assert_eq!(ids.len(), count);
+        assert_eq!(count as u32, config.remote_session_count());
+    }
+
+    #[test]
+    fn subscription_filter_adds_the_share_prefix() {
+        assert_eq!(route("r", Some(2)).subscription_filter(), "$share/g/a/#");
+        assert_eq!(route("r", None).subscription_filter(), "a/#");
+        assert_eq!(route("r", None).target_topic("a/b"), "a/b");
+    }
+}

@@ -1,0 +1,1 @@
+//! ARM client (being written).

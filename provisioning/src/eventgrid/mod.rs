@@ -1,0 +1,17 @@
+//! Event Grid MQTT provisioning through ARM: a declarative spec, static validation, a plan
+//! (create / update / delete / no-op with field diffs) and its application.
+//!
+//! - [`arm`]: the ARM client: requests with retries (429/5xx, `Retry-After`, capped exponential
+//!   backoff), long-running operations, paged lists, cancellation.
+//! - [`credential`]: access tokens: Azure CLI / developer tools, service principal, workload and
+//!   managed identity (azure_identity), or a static token for the emulator.
+//! - [`spec`]: the YAML spec file (`templates/eventgrid.yaml` is the seed's whole setup).
+//! - [`validate`]: static validation with spec paths, before any network call.
+//! - [`rules`]: Event Grid's syntax rules (client group queries, topic templates), shared with
+//!   the emulator.
+
+pub mod arm;
+pub mod credential;
+pub mod rules;
+pub mod spec;
+pub mod validate;
