@@ -6,6 +6,7 @@
 
 mod cmd;
 mod output;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -49,6 +50,9 @@ enum Command {
     /// Certificates: a root and intermediate CA, client and server certificates, checks.
     #[command(subcommand)]
     Certs(cmd::certs::CertsCommand),
+    /// Event Grid MQTT provisioning as code: validate, plan, setup, destroy, show; a local emulator.
+    #[command(subcommand)]
+    Eventgrid(cmd::eventgrid::EventgridCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
 fn run(command: Command, out: &Output) -> anyhow::Result<ExitCode> {
     match command {
         Command::Certs(command) => cmd::certs::run(command, out),
+        Command::Eventgrid(command) => cmd::eventgrid::run(command, out),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "e4k", &mut std::io::stdout());

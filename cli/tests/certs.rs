@@ -333,7 +333,9 @@ fn bad_input_is_one_line_naming_the_place() {
     );
     let fresh = Dir::new();
     assert_eq!(
-        fresh.e4k(&["certs", "create", "x", "--no-password", "--insecure"]).fails(2),
+        fresh
+            .e4k(&["certs", "create", "x", "--no-password", "--insecure"])
+            .fails(2),
         "e4k: error: no CA at pki/certs/intermediate_ca.crt: create one with `e4k certs init \
          --dir pki`, or give --ca and --ca-key"
     );

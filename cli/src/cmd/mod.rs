@@ -1,3 +1,4 @@
 //! One module per command family; each turns its clap arguments into library calls.
 
 pub(crate) mod certs;
+pub(crate) mod eventgrid;

@@ -7,11 +7,18 @@
 //!   managed identity (azure_identity), or a static token for the emulator.
 //! - [`spec`]: the YAML spec file (`templates/eventgrid.yaml` is the seed's whole setup).
 //! - [`validate`]: static validation with spec paths, before any network call.
+//! - [`model`]: the desired ARM state (ids, PUT bodies; CA PEM without line breaks).
+//! - [`plan`]: create / update / replace / delete / no-op per resource, with field diffs.
+//! - [`apply`]: reading the current state, applying a plan in dependency order with bounded
+//!   parallelism, and `destroy`.
 //! - [`rules`]: Event Grid's syntax rules (client group queries, topic templates), shared with
 //!   the emulator.
 
+pub mod apply;
 pub mod arm;
 pub mod credential;
+pub mod model;
+pub mod plan;
 pub mod rules;
 pub mod spec;
 pub mod validate;

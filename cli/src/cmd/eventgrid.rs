@@ -1,0 +1,626 @@
+//! `e4k eventgrid …`: arguments and printing around `e4k_provisioning::eventgrid` and the
+//! emulator.
+
+use std::{
+    io::IsTerminal,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use e4k_provisioning::eventgrid::{
+    apply::{self, Applied, ApplyOptions},
+    arm::{ArmClient, ArmConfig},
+    credential::{self, CredentialChoice},
+    model::{self, Desired, ResourceKind},
+    plan::{self, Action, Current, Plan},
+    spec::Spec,
+    validate::{self, BridgeSessions, Problem, Severity, ValidateOptions},
+};
+use serde::Serialize;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    output::{Output, usage},
+    signals,
+};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EventgridCommand {
+    /// Check a spec without any network call; exit 2 on errors.
+    Validate(SpecArgs),
+    /// Show what `setup` would change: create / update / replace / delete / no-op per resource.
+    Plan(ApplyArgs),
+    /// Apply a spec: create and update what differs (asks first on a terminal unless --yes).
+    Setup(ApplyArgs),
+    /// Delete what the spec manages (bindings first; the namespace if the spec creates it).
+    Destroy(ApplyArgs),
+    /// Print the namespace's MQTT hostname and the resources it holds.
+    Show(ArmArgs),
+    /// Print the seed's Event Grid spec (templates/eventgrid.yaml) to start from.
+    Template,
+    /// Run a local Event Grid namespace (ARM control plane) for tests and CI.
+    Emulator(EmulatorArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SpecArgs {
+    /// The spec file (YAML).
+    #[arg(long, value_name = "FILE")]
+    spec: PathBuf,
+    /// Also check that the namespace allows the sessions this bridge configuration opens.
+    #[arg(long, value_name = "BRIDGE_YAML")]
+    bridge: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ArmArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// The ARM endpoint: the emulator's URL, or a sovereign cloud's.
+    #[arg(
+        long,
+        env = "E4K_ARM_ENDPOINT",
+        default_value = "https://management.azure.com"
+    )]
+    endpoint: String,
+    /// How to get tokens: auto, azure-cli, developer-tools, service-principal,
+    /// workload-identity, managed-identity.
+    #[arg(long, default_value = "auto")]
+    credential: String,
+    /// Use the bearer token in this environment variable (e.g. for the emulator).
+    #[arg(long, value_name = "VAR")]
+    token_env: Option<String>,
+    /// Attempts per ARM call (429 and 5xx are retried with backoff).
+    #[arg(long, default_value_t = 8)]
+    max_attempts: u32,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ApplyArgs {
+    #[command(flatten)]
+    arm: ArmArgs,
+    /// Also delete resources that exist in the namespace but are not in the spec.
+    #[arg(long)]
+    prune: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// ARM writes in flight at once.
+    #[arg(long, default_value_t = apply::DEFAULT_CONCURRENCY)]
+    concurrency: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EmulatorArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8890")]
+    listen: SocketAddr,
+    /// Keep the state in this JSON file across restarts.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// Added latency per call, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// How long long-running operations take, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    lro_delay_ms: u64,
+    /// Fraction of calls answered 429 (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    fault_429: f64,
+    /// Fraction of calls answered 5xx (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    fault_5xx: f64,
+    /// Seed for the fault injection.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Accept only this bearer token, read from the named environment variable.
+    #[arg(long, value_name = "VAR")]
+    token_env: Option<String>,
+    /// The MQTT hostname reported for namespaces ({namespace} and {region} are filled in).
+    #[arg(long)]
+    mqtt_hostname: Option<String>,
+}
+
+pub(crate) fn run(command: EventgridCommand, out: &Output) -> anyhow::Result<ExitCode> {
+    match command {
+        EventgridCommand::Validate(args) => validate_cmd(&args, out),
+        EventgridCommand::Template => {
+            out.emit(
+                &serde_json::json!({ "spec": e4k_templates::EVENTGRID_YAML }),
+                |w| w.write_all(e4k_templates::EVENTGRID_YAML.as_bytes()),
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        EventgridCommand::Plan(args) => runtime()?.block_on(plan_cmd(args, out)),
+        EventgridCommand::Setup(args) => runtime()?.block_on(setup_cmd(args, out)),
+        EventgridCommand::Destroy(args) => runtime()?.block_on(destroy_cmd(args, out)),
+        EventgridCommand::Show(args) => runtime()?.block_on(show_cmd(args, out)),
+        EventgridCommand::Emulator(args) => runtime()?.block_on(emulator_cmd(args, out)),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// A spec that passed validation, its desired ARM state, and its warnings.
+struct Loaded {
+    path: PathBuf,
+    desired: Desired,
+    warnings: Vec<Problem>,
+}
+
+/// The JSON shape of `e4k eventgrid validate`.
+#[derive(Debug, Serialize)]
+struct ValidateOutput {
+    spec: PathBuf,
+    valid: bool,
+    problems: Vec<Problem>,
+}
+
+fn check_spec(args: &SpecArgs) -> anyhow::Result<(Spec, Vec<Problem>)> {
+    let spec = Spec::load(&args.spec)?;
+    let options = ValidateOptions {
+        bridge: args.bridge.as_deref().map(bridge_sessions).transpose()?,
+    };
+    let problems = validate::validate(&spec, spec_dir(&args.spec), &options);
+    Ok((spec, problems))
+}
+
+fn spec_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// The sessions a bridge configuration opens toward the remote broker.
+fn bridge_sessions(path: &Path) -> anyhow::Result<BridgeSessions> {
+    use e4k_bridge::config::{ConfigOptions, RawConfig, resolve};
+    let raw = RawConfig::load(path)?;
+    let mut options = ConfigOptions::default();
+    options.check_files = false;
+    let resolved = resolve(&raw, &options).map_err(|report| {
+        usage(format!(
+            "{}: the bridge configuration is invalid:\n{report}",
+            path.display()
+        ))
+    })?;
+    let sessions = resolved
+        .bridges
+        .iter()
+        .map(|b| b.remote_session_count())
+        .sum();
+    Ok(BridgeSessions {
+        source: path.display().to_string(),
+        authentication_name: None,
+        sessions,
+    })
+}
+
+fn validate_cmd(args: &SpecArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let (_, problems) = check_spec(args)?;
+    let valid = !problems.iter().any(|p| p.severity == Severity::Error);
+    let output = ValidateOutput {
+        spec: args.spec.clone(),
+        valid,
+        problems,
+    };
+    out.emit(&output, |w| {
+        for p in &output.problems {
+            writeln!(w, "{p}")?;
+        }
+        if output.valid {
+            writeln!(w, "{}: valid", output.spec.display())
+        } else {
+            let errors = output
+                .problems
+                .iter()
+                .filter(|p| p.severity == Severity::Error)
+                .count();
+            writeln!(w, "{}: {errors} error(s)", output.spec.display())
+        }
+    })?;
+    Ok(if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// Loads and validates a spec; errors stop here (exit 2), warnings are logged.
+fn load(args: &SpecArgs) -> anyhow::Result<Loaded> {
+    let (spec, problems) = check_spec(args)?;
+    let (errors, warnings): (Vec<Problem>, Vec<Problem>) = problems
+        .into_iter()
+        .partition(|p| p.severity == Severity::Error);
+    if !errors.is_empty() {
+        let lines: Vec<String> = errors
+            .iter()
+            .map(|p| format!("  {}: {}", p.path, p.message))
+            .collect();
+        return Err(usage(format!(
+            "{} has {} error(s):\n{}",
+            args.spec.display(),
+            errors.len(),
+            lines.join("\n")
+        )));
+    }
+    for w in &warnings {
+        tracing::warn!("{}: {}", args.spec.display(), w);
+    }
+    let desired = model::desired(&spec, spec_dir(&args.spec), &args.spec)?;
+    Ok(Loaded {
+        path: args.spec.clone(),
+        desired,
+        warnings,
+    })
+}
+
+fn arm_client(args: &ArmArgs, cancel: CancellationToken) -> anyhow::Result<Arc<ArmClient>> {
+    let choice = match (&args.token_env, args.credential.as_str()) {
+        (Some(var), _) => CredentialChoice::StaticTokenEnv(var.clone()),
+        (None, "auto") => CredentialChoice::Auto,
+        (None, "azure-cli") => CredentialChoice::AzureCli,
+        (None, "developer-tools") => CredentialChoice::DeveloperTools,
+        (None, "service-principal") => CredentialChoice::ServicePrincipal,
+        (None, "workload-identity") => CredentialChoice::WorkloadIdentity,
+        (None, "managed-identity") => CredentialChoice::ManagedIdentity {
+            client_id: credential::process_env("AZURE_CLIENT_ID"),
+        },
+        (None, other) => {
+            return Err(usage(format!(
+                "--credential {other:?}: expected auto, azure-cli, developer-tools, service-principal, workload-identity or managed-identity"
+            )));
+        }
+    };
+    let credential = credential::build(&choice, &credential::process_env)?;
+    let endpoint = url::Url::parse(&args.endpoint)
+        .map_err(|e| usage(format!("--endpoint {:?}: {e}", args.endpoint)))?;
+    let config = ArmConfig {
+        endpoint,
+        max_attempts: args.max_attempts,
+        ..ArmConfig::default()
+    };
+    Ok(Arc::new(ArmClient::new(config, credential, cancel)?))
+}
+
+/// The JSON shape of `e4k eventgrid plan`.
+#[derive(Debug, Serialize)]
+struct PlanOutput {
+    spec: PathBuf,
+    namespace_id: String,
+    plan: Plan,
+    warnings: Vec<Problem>,
+}
+
+async fn planned(
+    args: &ApplyArgs,
+    cancel: CancellationToken,
+) -> anyhow::Result<(Loaded, Arc<ArmClient>, Current, Plan)> {
+    let loaded = load(&args.arm.spec)?;
+    let arm = arm_client(&args.arm, cancel)?;
+    let current = apply::read_current(&arm, &loaded.desired).await?;
+    let plan = plan::plan(&loaded.desired, &current, args.prune, &loaded.path)?;
+    Ok((loaded, arm, current, plan))
+}
+
+async fn plan_cmd(args: ApplyArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let (loaded, _arm, _current, plan) = planned(&args, signals::shutdown_token()).await?;
+    let output = PlanOutput {
+        spec: loaded.path,
+        namespace_id: loaded.desired.namespace_id,
+        plan,
+        warnings: loaded.warnings,
+    };
+    out.emit(&output, |w| render_plan(w, &output.plan))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn label(kind: ResourceKind, name: &str) -> String {
+    format!("{} {name}", kind.label())
+}
+
+fn short(value: &Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() > 120 {
+        format!("{}…", text.chars().take(117).collect::<String>())
+    } else {
+        text
+    }
+}
+
+fn render_plan(w: &mut dyn std::io::Write, plan: &Plan) -> std::io::Result<()> {
+    for change in &plan.changes {
+        let (mark, verb) = match change.action {
+            Action::Create => ("+", "create"),
+            Action::Update => ("~", "update"),
+            Action::Replace => ("-/+", "replace (delete, then create)"),
+            Action::Delete => ("-", "delete"),
+            Action::NoOp => continue,
+        };
+        writeln!(w, "{mark} {}: {verb}", label(change.kind, &change.name))?;
+        for field in &change.fields {
+            match (&field.from, &field.to) {
+                (None, Some(to)) => writeln!(w, "    {}: {}", field.path, short(to))?,
+                (Some(from), Some(to)) => {
+                    writeln!(w, "    {}: {} -> {}", field.path, short(from), short(to))?;
+                }
+                (Some(from), None) => writeln!(w, "    {}: {} -> (none)", field.path, short(from))?,
+                (None, None) => {}
+            }
+        }
+    }
+    for (kind, name) in &plan.unmanaged {
+        writeln!(
+            w,
+            "? {}: not in the spec (kept; --prune deletes it)",
+            label(*kind, name)
+        )?;
+    }
+    let s = &plan.summary;
+    writeln!(
+        w,
+        "Plan: {} to create, {} to update, {} to replace, {} to delete, {} unchanged.",
+        s.create, s.update, s.replace, s.delete, s.no_op
+    )
+}
+
+/// ARM traffic, as reported by `setup` and `destroy`.
+#[derive(Debug, Serialize)]
+struct ArmCalls {
+    requests: u64,
+    writes: u64,
+    retries: u64,
+    throttled: u64,
+}
+
+fn arm_calls(arm: &ArmClient) -> ArmCalls {
+    let stats = arm.stats();
+    ArmCalls {
+        requests: stats.requests,
+        writes: stats.writes,
+        retries: stats.retries,
+        throttled: stats.throttled,
+    }
+}
+
+/// The JSON shape of `e4k eventgrid setup`.
+#[derive(Debug, Serialize)]
+struct SetupOutput {
+    spec: PathBuf,
+    namespace_id: String,
+    plan: Plan,
+    applied: Vec<Applied>,
+    hostname: Option<String>,
+    arm: ArmCalls,
+}
+
+/// Asks on a terminal; elsewhere (CI, pipes) proceeds.
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(true);
+    }
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+fn progress_line(out: &Output, item: &Applied) {
+    if out.progress_allowed() {
+        let verb = match item.action {
+            Action::Create => "created",
+            Action::Update => "updated",
+            Action::Replace => "replaced",
+            Action::Delete => "deleted",
+            Action::NoOp => "unchanged",
+        };
+        eprintln!("{verb} {}", label(item.kind, &item.name));
+    }
+}
+
+async fn setup_cmd(args: ApplyArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let cancel = signals::shutdown_token();
+    let (loaded, arm, _current, plan) = planned(&args, cancel).await?;
+    let changes = plan.summary.changes();
+    if changes > 0 && out.progress_allowed() {
+        render_plan(&mut std::io::stderr(), &plan)?;
+    }
+    if changes > 0 && !args.yes && !confirm("Apply these changes?")? {
+        return Err(usage("not applied: the changes were not confirmed"));
+    }
+    let report = apply::apply(
+        &arm,
+        &loaded.desired,
+        &plan,
+        &ApplyOptions {
+            concurrency: args.concurrency,
+        },
+        &|item| progress_line(out, item),
+    )
+    .await
+    .context("setup stopped; rerun it to finish (every step is idempotent)")?;
+    let output = SetupOutput {
+        spec: loaded.path,
+        namespace_id: loaded.desired.namespace_id,
+        plan,
+        applied: report.applied,
+        hostname: report.hostname,
+        arm: arm_calls(&arm),
+    };
+    out.emit(&output, |w| {
+        writeln!(
+            w,
+            "applied {} change(s); {} resource(s) already as specified",
+            output.applied.len(),
+            output.plan.summary.no_op
+        )?;
+        writeln!(
+            w,
+            "MQTT hostname: {}",
+            output.hostname.as_deref().unwrap_or("(not yet known)")
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The JSON shape of `e4k eventgrid destroy`.
+#[derive(Debug, Serialize)]
+struct DestroyOutput {
+    spec: PathBuf,
+    namespace_id: String,
+    deleted: Vec<Applied>,
+    arm: ArmCalls,
+}
+
+async fn destroy_cmd(args: ApplyArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let cancel = signals::shutdown_token();
+    let loaded = load(&args.arm.spec)?;
+    let arm = arm_client(&args.arm, cancel)?;
+    let current = apply::read_current(&arm, &loaded.desired).await?;
+    let plan = apply::destroy_plan(&loaded.desired, &current);
+    if !plan.changes.is_empty() && out.progress_allowed() {
+        render_plan(&mut std::io::stderr(), &plan)?;
+    }
+    if !plan.changes.is_empty() && !args.yes && !confirm("Delete these resources?")? {
+        return Err(usage("nothing deleted: not confirmed"));
+    }
+    let deleted = apply::destroy(
+        &arm,
+        &loaded.desired,
+        &plan,
+        &ApplyOptions {
+            concurrency: args.concurrency,
+        },
+        &|item| progress_line(out, item),
+    )
+    .await?;
+    let output = DestroyOutput {
+        spec: loaded.path,
+        namespace_id: loaded.desired.namespace_id,
+        deleted,
+        arm: arm_calls(&arm),
+    };
+    out.emit(&output, |w| {
+        writeln!(w, "deleted {} resource(s)", output.deleted.len())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The JSON shape of `e4k eventgrid show`.
+#[derive(Debug, Serialize)]
+struct ShowOutput {
+    namespace_id: String,
+    exists: bool,
+    hostname: Option<String>,
+    resources: Vec<ShownResource>,
+}
+
+#[derive(Debug, Serialize)]
+struct ShownResource {
+    kind: ResourceKind,
+    name: String,
+    provisioning_state: Option<String>,
+}
+
+async fn show_cmd(args: ArmArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let loaded = load(&args.spec)?;
+    let arm = arm_client(&args, signals::shutdown_token())?;
+    let current = apply::read_current(&arm, &loaded.desired).await?;
+    let state = |v: &Value| {
+        v.pointer("/properties/provisioningState")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let mut resources = Vec::new();
+    for (kind, list) in &current.children {
+        for r in list {
+            resources.push(ShownResource {
+                kind: *kind,
+                name: r
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                provisioning_state: state(r),
+            });
+        }
+    }
+    let output = ShowOutput {
+        namespace_id: loaded.desired.namespace_id,
+        exists: current.namespace.is_some(),
+        hostname: current.namespace.as_ref().and_then(apply::hostname_of),
+        resources,
+    };
+    out.emit(&output, |w| {
+        if !output.exists {
+            return writeln!(w, "{}: does not exist", output.namespace_id);
+        }
+        writeln!(w, "namespace:     {}", output.namespace_id)?;
+        writeln!(
+            w,
+            "MQTT hostname: {}",
+            output.hostname.as_deref().unwrap_or("(not yet known)")
+        )?;
+        for r in &output.resources {
+            writeln!(
+                w,
+                "  {:<20} {:<40} {}",
+                r.kind.label(),
+                r.name,
+                r.provisioning_state.as_deref().unwrap_or("-")
+            )?;
+        }
+        Ok(())
+    })?;
+    Ok(if output.exists {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn emulator_cmd(args: EmulatorArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    use e4k_emulator::{Emulator, EmulatorConfig, FaultConfig};
+    let token = match &args.token_env {
+        Some(var) => Some(
+            credential::process_env(var)
+                .ok_or_else(|| usage(format!("--token-env {var}: the variable is not set")))?,
+        ),
+        None => None,
+    };
+    let mut config = EmulatorConfig {
+        listen: args.listen,
+        state_file: args.state.clone(),
+        latency: Duration::from_millis(args.latency_ms),
+        lro_delay: Duration::from_millis(args.lro_delay_ms),
+        faults: FaultConfig {
+            rate_429: args.fault_429,
+            rate_5xx: args.fault_5xx,
+            seed: args.seed,
+            ..FaultConfig::default()
+        },
+        token,
+        ..EmulatorConfig::default()
+    };
+    if let Some(hostname) = args.mqtt_hostname {
+        config.mqtt_hostname = hostname;
+    }
+    let emulator = Emulator::bind(config).await?;
+    let url = format!("http://{}", emulator.local_addr());
+    out.emit(&serde_json::json!({ "endpoint": url }), |w| {
+        writeln!(w, "{url}")
+    })?;
+    tracing::info!(%url, "Event Grid emulator listening; Ctrl-C stops it");
+    emulator.run(signals::shutdown_token()).await?;
+    Ok(ExitCode::SUCCESS)
+}
