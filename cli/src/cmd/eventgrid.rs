@@ -79,6 +79,10 @@ pub(crate) struct ArmArgs {
     /// Attempts per ARM call (429 and 5xx are retried with backoff).
     #[arg(long, default_value_t = 8)]
     max_attempts: u32,
+    /// Shortest wait between polls of a long-running operation, in milliseconds (ARM's
+    /// Retry-After is honoured above it; lower it for the emulator).
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    min_poll_interval_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -176,10 +180,10 @@ fn check_spec(args: &SpecArgs) -> anyhow::Result<(Spec, Vec<Problem>)> {
     Ok((spec, problems))
 }
 
+/// Where the spec's relative file paths start: its directory (empty for a bare file name, so
+/// that messages show `pki/…` rather than `./pki/…`).
 fn spec_dir(path: &Path) -> &Path {
-    path.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
+    path.parent().unwrap_or(Path::new(""))
 }
 
 /// The sessions a bridge configuration opens toward the remote broker.
@@ -288,6 +292,8 @@ fn arm_client(args: &ArmArgs, cancel: CancellationToken) -> anyhow::Result<Arc<A
     let config = ArmConfig {
         endpoint,
         max_attempts: args.max_attempts,
+        min_poll_interval: Duration::from_millis(args.min_poll_interval_ms),
+        poll_interval: Duration::from_millis(args.min_poll_interval_ms.max(1000)),
         ..ArmConfig::default()
     };
     Ok(Arc::new(ArmClient::new(config, credential, cancel)?))
