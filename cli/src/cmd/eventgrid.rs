@@ -421,29 +421,90 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
-fn progress_line(out: &Output, item: &Applied) {
-    if out.progress_allowed() {
-        let verb = match item.action {
-            Action::Create => "created",
-            Action::Update => "updated",
-            Action::Replace => "replaced",
-            Action::Delete => "deleted",
-            Action::NoOp => "unchanged",
-        };
-        eprintln!("{verb} {}", label(item.kind, &item.name));
+/// Progress on stderr: a line per resource, or a bar when there are many.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    lines: bool,
+}
+
+/// Above this many changes, a bar replaces the per-resource lines.
+const BAR_THRESHOLD: usize = 20;
+
+impl Progress {
+    fn new(out: &Output, changes: usize) -> Self {
+        let allowed = out.progress_allowed();
+        let bar = (allowed && changes > BAR_THRESHOLD).then(|| {
+            let bar = indicatif::ProgressBar::new(changes as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {msg:>10} {pos}/{len} [{bar:30}] {per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_message("applying");
+            bar
+        });
+        Self {
+            lines: allowed && bar.is_none(),
+            bar,
+        }
     }
+
+    fn done(&self, item: &Applied) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+        if self.lines {
+            progress_line(item);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn progress_line(item: &Applied) {
+    let verb = match item.action {
+        Action::Create => "created",
+        Action::Update => "updated",
+        Action::Replace => "replaced",
+        Action::Delete => "deleted",
+        Action::NoOp => "unchanged",
+    };
+    eprintln!("{verb} {}", label(item.kind, &item.name));
+}
+
+/// Shows the plan on stderr before applying it: whole, or its summary when it is long (the
+/// whole plan is what `e4k eventgrid plan` prints).
+fn preview(out: &Output, plan: &Plan) -> std::io::Result<()> {
+    if !out.progress_allowed() || plan.summary.changes() == 0 {
+        return Ok(());
+    }
+    if plan.summary.changes() > BAR_THRESHOLD {
+        let s = &plan.summary;
+        eprintln!(
+            "Plan: {} to create, {} to update, {} to replace, {} to delete, {} unchanged \
+             (`e4k eventgrid plan` shows each).",
+            s.create, s.update, s.replace, s.delete, s.no_op
+        );
+        return Ok(());
+    }
+    render_plan(&mut std::io::stderr(), plan)
 }
 
 async fn setup_cmd(args: ApplyArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let cancel = signals::shutdown_token();
     let (loaded, arm, _current, plan) = planned(&args, cancel).await?;
     let changes = plan.summary.changes();
-    if changes > 0 && out.progress_allowed() {
-        render_plan(&mut std::io::stderr(), &plan)?;
-    }
+    preview(out, &plan)?;
     if changes > 0 && !args.yes && !confirm("Apply these changes?")? {
         return Err(usage("not applied: the changes were not confirmed"));
     }
+    let progress = Progress::new(out, changes);
     let report = apply::apply(
         &arm,
         &loaded.desired,
@@ -451,10 +512,12 @@ async fn setup_cmd(args: ApplyArgs, out: &Output) -> anyhow::Result<ExitCode> {
         &ApplyOptions {
             concurrency: args.concurrency,
         },
-        &|item| progress_line(out, item),
+        &|item| progress.done(item),
     )
     .await
-    .context("setup stopped; rerun it to finish (every step is idempotent)")?;
+    .context("setup stopped; rerun it to finish (every step is idempotent)");
+    progress.finish();
+    let report = report?;
     let output = SetupOutput {
         spec: loaded.path,
         namespace_id: loaded.desired.namespace_id,
@@ -494,12 +557,11 @@ async fn destroy_cmd(args: ApplyArgs, out: &Output) -> anyhow::Result<ExitCode> 
     let arm = arm_client(&args.arm, cancel)?;
     let current = apply::read_current(&arm, &loaded.desired).await?;
     let plan = apply::destroy_plan(&loaded.desired, &current);
-    if !plan.changes.is_empty() && out.progress_allowed() {
-        render_plan(&mut std::io::stderr(), &plan)?;
-    }
+    preview(out, &plan)?;
     if !plan.changes.is_empty() && !args.yes && !confirm("Delete these resources?")? {
         return Err(usage("nothing deleted: not confirmed"));
     }
+    let progress = Progress::new(out, plan.changes.len());
     let deleted = apply::destroy(
         &arm,
         &loaded.desired,
@@ -507,9 +569,11 @@ async fn destroy_cmd(args: ApplyArgs, out: &Output) -> anyhow::Result<ExitCode> 
         &ApplyOptions {
             concurrency: args.concurrency,
         },
-        &|item| progress_line(out, item),
+        &|item| progress.done(item),
     )
-    .await?;
+    .await;
+    progress.finish();
+    let deleted = deleted?;
     let output = DestroyOutput {
         spec: loaded.path,
         namespace_id: loaded.desired.namespace_id,
