@@ -8,3 +8,7 @@ pub const BRIDGE_YAML: &str = include_str!("bridge.yaml");
 
 /// The seed's whole Event Grid setup as an `e4k eventgrid` spec.
 pub const EVENTGRID_YAML: &str = include_str!("eventgrid.yaml");
+
+/// The Kubernetes manifests that run `e4k bridge run` (ServiceAccount, ConfigMap, Service,
+/// StatefulSet), with `${…}` placeholders that `e4k k8s manifests` fills in.
+pub const K8S_BRIDGE_YAML: &str = include_str!("k8s/bridge.yaml");

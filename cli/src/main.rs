@@ -53,6 +53,9 @@ enum Command {
     /// Event Grid MQTT provisioning as code: validate, plan, setup, destroy, show; a local emulator.
     #[command(subcommand)]
     Eventgrid(cmd::eventgrid::EventgridCommand),
+    /// Kubernetes: the bridge's Secret and manifests.
+    #[command(subcommand)]
+    K8s(cmd::k8s::K8sCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -85,6 +88,7 @@ fn run(command: Command, out: &Output) -> anyhow::Result<ExitCode> {
     match command {
         Command::Certs(command) => cmd::certs::run(command, out),
         Command::Eventgrid(command) => cmd::eventgrid::run(command, out),
+        Command::K8s(command) => cmd::k8s::run(command, out),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "e4k", &mut std::io::stdout());

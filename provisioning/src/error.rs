@@ -134,6 +134,17 @@ pub enum Error {
         message: String,
     },
 
+    /// A Kubernetes API call failed (connection, authorization, or the object was refused).
+    #[error("{object}: {message}")]
+    Kubernetes {
+        /// The object, e.g. `Secret factory/bridge-client-cert`, or the cluster.
+        object: String,
+        /// The HTTP status, when the API server answered.
+        status: Option<u16>,
+        /// The API server's message, or the connection problem.
+        message: String,
+    },
+
     /// No Azure access token could be obtained.
     #[error("cannot get an Azure access token: {reason}")]
     Credential {

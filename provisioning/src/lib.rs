@@ -8,10 +8,11 @@
 //!
 //! - [`eventgrid`]: Event Grid MQTT provisioning through ARM (spec, validation, plan, apply).
 //!
-//! Kubernetes secrets and manifests join this crate in a later module.
+//! - [`k8s`]: the bridge's Secret (kubectl-identical) and manifests.
 
 pub mod certs;
 mod error;
 pub mod eventgrid;
+pub mod k8s;
 
 pub use error::{Error, Result};

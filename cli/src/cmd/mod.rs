@@ -2,3 +2,4 @@
 
 pub(crate) mod certs;
 pub(crate) mod eventgrid;
+pub(crate) mod k8s;

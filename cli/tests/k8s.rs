@@ -1,0 +1,188 @@
+//! `e4k k8s …`: the Secret is byte for byte what the real `kubectl` prints.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod util;
+
+use util::Dir;
+
+fn kubectl_secret(d: &Dir, name: &str, namespace: Option<&str>, intermediate: bool) -> String {
+    let mut args = vec![
+        "create".to_owned(),
+        "secret".to_owned(),
+        "generic".to_owned(),
+        name.to_owned(),
+        "--from-file=client_cert.pem=mqttbridge.pem".to_owned(),
+        "--from-file=client_key.pem=mqttbridge.key".to_owned(),
+    ];
+    if intermediate {
+        args.push(
+            "--from-file=client_intermediate_certs.pem=pki/certs/intermediate_ca.crt".to_owned(),
+        );
+    }
+    if let Some(ns) = namespace {
+        args.extend(["--namespace".to_owned(), ns.to_owned()]);
+    }
+    args.extend([
+        "--dry-run=client".to_owned(),
+        "-o".to_owned(),
+        "yaml".to_owned(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    d.run("kubectl", &args).ok().stdout
+}
+
+#[test]
+fn the_secret_matches_kubectl_byte_for_byte() {
+    let d = Dir::new();
+    d.init_pki(&[]);
+    d.create("mqttbridge", &["--not-after", "2400h"]).ok();
+    for (name, namespace, intermediate) in [
+        ("remote-client-secret", None, true),
+        ("bridge-client-cert", Some("azure-iot-operations"), true),
+        ("bridge-client-cert", None, false),
+        ("123", Some("on"), true),
+        ("1e3", None, false),
+    ] {
+        let mut args = vec![
+            "k8s",
+            "secret",
+            name,
+            "--cert",
+            "mqttbridge.pem",
+            "--key",
+            "mqttbridge.key",
+        ];
+        if intermediate {
+            args.extend(["--intermediate", "pki/certs/intermediate_ca.crt"]);
+        }
+        if let Some(ns) = namespace {
+            args.extend(["--namespace", ns]);
+        }
+        let ours = d.e4k(&args).ok().stdout;
+        assert_eq!(
+            ours,
+            kubectl_secret(&d, name, namespace, intermediate),
+            "{name} {namespace:?}"
+        );
+    }
+}
+
+#[test]
+fn an_encrypted_or_mismatched_key_is_refused() {
+    let d = Dir::new();
+    d.init_pki(&[]);
+    d.create("mqttbridge", &[]).ok();
+    d.create("other", &[]).ok();
+    d.e4k_env(
+        &["certs", "create", "locked", "--not-after", "1d"],
+        &[("E4K_PASSWORD", "e4k"), ("E4K_KEY_PASSWORD", "secret")],
+    )
+    .ok();
+    let line = d
+        .e4k(&[
+            "k8s",
+            "secret",
+            "s",
+            "--cert",
+            "locked.pem",
+            "--key",
+            "locked.key",
+        ])
+        .fails(2);
+    assert_eq!(
+        line,
+        "e4k: error: locked.key: the key is encrypted, and the bridge cannot use an encrypted key: \
+         issue one with `e4k certs create … --no-password --insecure`, or decrypt it with `openssl pkey`"
+    );
+    let line = d
+        .e4k(&[
+            "k8s",
+            "secret",
+            "s",
+            "--cert",
+            "mqttbridge.pem",
+            "--key",
+            "other.key",
+        ])
+        .fails(2);
+    assert_eq!(
+        line,
+        "e4k: error: other.key: this key does not belong to the certificate mqttbridge.pem"
+    );
+    let line = d
+        .e4k(&[
+            "k8s",
+            "secret",
+            "Bad_Name",
+            "--cert",
+            "mqttbridge.pem",
+            "--key",
+            "mqttbridge.key",
+        ])
+        .fails(2);
+    assert!(
+        line.starts_with("e4k: error: invalid NAME \"Bad_Name\": not a valid Kubernetes name"),
+        "{line}"
+    );
+}
+
+#[test]
+fn manifests_validate_against_kubernetes_schemas() {
+    let d = Dir::new();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/bridge.yaml");
+    let run = d
+        .e4k(&[
+            "k8s",
+            "manifests",
+            "--bridge-config",
+            config,
+            "-n",
+            "factory",
+            "--image",
+            "registry.example/e4k:1.2.3",
+        ])
+        .ok();
+    std::fs::write(d.path("manifests.yaml"), &run.stdout).unwrap();
+    for version in ["1.30.0", "1.33.0"] {
+        let validated = d.run(
+            "kubernetes-validate",
+            &["--strict", "-k", version, "manifests.yaml"],
+        );
+        assert_eq!(validated.code, 0, "{validated:#?}");
+        assert_eq!(
+            validated.stdout.matches(" passed for resource ").count(),
+            4,
+            "{}",
+            validated.stdout
+        );
+    }
+    let yaml = &run.stdout;
+    // One pod per bridgeInstances (3 in the seed), the instance index from the ordinal.
+    assert!(yaml.contains("  replicas: 3\n"), "{yaml}");
+    assert!(yaml.contains("fieldPath: metadata.labels['apps.kubernetes.io/pod-index']"));
+    // The seed's secret where the bridge reads it, the seed's YAML in the ConfigMap.
+    assert!(yaml.contains("mountPath: /var/run/secrets/e4k/bridge-client-cert\n"));
+    assert!(yaml.contains("secretName: bridge-client-cert\n"));
+    assert!(yaml.contains("    kind: MqttBridgeTopicMap\n"));
+    assert!(yaml.contains("image: registry.example/e4k:1.2.3\n"));
+    assert!(yaml.contains("path: /readyz") && yaml.contains("path: /healthz"));
+    assert!(yaml.contains("runAsNonRoot: true") && yaml.contains("readOnlyRootFilesystem: true"));
+
+    let json: serde_json::Value = serde_json::from_str(
+        &d.e4k(&[
+            "--output",
+            "json",
+            "k8s",
+            "manifests",
+            "--bridge-config",
+            config,
+        ])
+        .ok()
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(json["replicas"], 3);
+    assert_eq!(json["name"], "e4k-my-mqtt-bridge");
+    assert_eq!(json["secrets"], serde_json::json!(["bridge-client-cert"]));
+}
