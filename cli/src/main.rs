@@ -56,6 +56,12 @@ enum Command {
     /// Kubernetes: the bridge's Secret and manifests.
     #[command(subcommand)]
     K8s(cmd::k8s::K8sCommand),
+    /// The MQTT bridge: run it (local broker <-> Event Grid) or validate its configuration.
+    #[command(subcommand)]
+    Bridge(cmd::bridge::BridgeCommand),
+    /// The seed flow end to end: certificates, Event Grid, bridge config, Secret and manifests,
+    /// skipping what is already done.
+    Up(cmd::up::UpArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -89,6 +95,8 @@ fn run(command: Command, out: &Output) -> anyhow::Result<ExitCode> {
         Command::Certs(command) => cmd::certs::run(command, out),
         Command::Eventgrid(command) => cmd::eventgrid::run(command, out),
         Command::K8s(command) => cmd::k8s::run(command, out),
+        Command::Up(args) => cmd::up::run(args, out),
+        Command::Bridge(command) => cmd::bridge::run(command, out),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "e4k", &mut std::io::stdout());

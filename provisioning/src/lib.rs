@@ -8,11 +8,13 @@
 //!
 //! - [`eventgrid`]: Event Grid MQTT provisioning through ARM (spec, validation, plan, apply).
 //!
+//! - [`up`]: the seed flow end to end (certs, Event Grid, bridge config, Secret, manifests).
 //! - [`k8s`]: the bridge's Secret (kubectl-identical) and manifests.
 
 pub mod certs;
 mod error;
 pub mod eventgrid;
 pub mod k8s;
+pub mod up;
 
 pub use error::{Error, Result};

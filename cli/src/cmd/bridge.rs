@@ -1,14 +1,290 @@
-//! `e4k bridge …`: arguments and printing around `e4k_bridge` (being written).
+//! `e4k bridge …`: arguments and printing around `e4k_bridge`.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand, ValueEnum};
+use e4k_bridge::config::resolve::{DEFAULT_CONFIGMAPS_DIR, DEFAULT_SECRETS_DIR};
+use e4k_bridge::config::{self, ConfigOptions, LogLevel, RawConfig, Report, Severity};
+use e4k_bridge::engine::{BackoffPolicy, DEFAULT_HOP_LIMIT, DEFAULT_METRICS_LISTEN, RetainPolicy};
+use e4k_bridge::{Bridge, BridgeError, RunOptions};
+use serde::Serialize;
 
-use crate::output::Output;
+use crate::output::{Output, usage};
 
 #[derive(Debug, Subcommand)]
-pub(crate) enum BridgeCommand {}
+pub(crate) enum BridgeCommand {
+    /// Run the bridge: connect the local broker and the remote (Event Grid) broker and forward
+    /// messages along the routes until SIGTERM or Ctrl-C.
+    ///
+    /// Logs go to stderr at the configuration's logLevel (RUST_LOG overrides it). Metrics,
+    /// /healthz and /readyz are served on --metrics-listen. The first SIGTERM/Ctrl-C stops
+    /// taking messages, finishes those in flight and disconnects (exit 0); a second one exits
+    /// at once. Broker problems are retried with backoff and never end the process.
+    #[command(after_help = "\
+Examples:
+  e4k bridge run --config bridge.yaml
+  e4k bridge run --config bridge.yaml --remote-endpoint localhost:8883 \\
+      --secrets-dir ./secrets --remote-ca-file pki/certs/root_ca.crt --metrics-listen 127.0.0.1:9102
 
-pub(crate) fn run(command: BridgeCommand, _out: &Output) -> anyhow::Result<ExitCode> {
-    match command {}
+Exit status: 0 after a clean shutdown, 1 when the bridge cannot start (metrics address in use),
+2 for an invalid configuration or bad flags.")]
+    Run(RunArgs),
+    /// Check a bridge configuration and its secret and config map files: print every problem
+    /// (`--output json` prints the report); exit 1 when there is an error.
+    #[command(
+        after_help = "Example:\n  e4k bridge validate --config bridge.yaml --secrets-dir ./secrets"
+    )]
+    Validate(ConfigArgs),
+}
+
+/// Where the configuration and its files are, and what overrides it.
+#[derive(Debug, Args)]
+pub(crate) struct ConfigArgs {
+    /// The bridge configuration: MqttBridgeConnector and MqttBridgeTopicMap YAML documents.
+    #[arg(long, short = 'c', value_name = "FILE", env = "E4K_BRIDGE_CONFIG")]
+    config: PathBuf,
+    /// Connect to this remote broker instead of the configured endpoint.
+    #[arg(long, value_name = "HOST:PORT")]
+    remote_endpoint: Option<String>,
+    /// Connect to this local broker instead of the configured endpoint.
+    #[arg(long, value_name = "HOST:PORT")]
+    local_endpoint: Option<String>,
+    /// Directory with one sub-directory per Kubernetes secret (client_cert.pem, ...).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_SECRETS_DIR, env = "E4K_SECRETS_DIR")]
+    secrets_dir: PathBuf,
+    /// Directory with one sub-directory per Kubernetes config map (trusted CA certificates).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_CONFIGMAPS_DIR, env = "E4K_CONFIGMAPS_DIR")]
+    configmaps_dir: PathBuf,
+    /// Trust these PEM CA certificates for the remote broker instead of the configured ones
+    /// (public roots or trustedCaCertificateConfigMap), e.g. for a test broker.
+    #[arg(long, value_name = "FILE", env = "E4K_REMOTE_CA_FILE")]
+    remote_ca_file: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    fn options(&self, check_files: bool) -> ConfigOptions {
+        let mut options = ConfigOptions::default();
+        options.secrets_dir = self.secrets_dir.clone();
+        options.configmaps_dir = self.configmaps_dir.clone();
+        options.remote_endpoint = self.remote_endpoint.clone();
+        options.local_endpoint = self.local_endpoint.clone();
+        options.remote_ca_file = self.remote_ca_file.clone();
+        options.check_files = check_files;
+        options
+    }
+
+    fn load(&self) -> anyhow::Result<RawConfig> {
+        RawConfig::load(&self.config).map_err(|e| usage(format!("{:#}", anyhow::Error::new(e))))
+    }
+}
+
+/// `--retain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RetainArg {
+    /// Forward the retain flag as received.
+    Keep,
+    /// Forward every message without the retain flag.
+    #[value(alias = "never")]
+    Drop,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Run only this bridge instance (0-based; a StatefulSet pod's ordinal). Default: every
+    /// instance in this process.
+    #[arg(long, value_name = "K", env = "E4K_INSTANCE_INDEX")]
+    instance_index: Option<u32>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_METRICS_LISTEN, env = "E4K_METRICS_LISTEN")]
+    metrics_listen: SocketAddr,
+    /// The retain flag of forwarded messages.
+    #[arg(long, value_enum, default_value_t = RetainArg::Keep)]
+    retain: RetainArg,
+    /// Drop messages that already crossed this many bridges (the e4k-hops user property).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_HOP_LIMIT)]
+    hop_limit: u32,
+    /// Receive Maximum announced to both brokers: unacknowledged messages per session
+    /// (default: 100).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    receive_maximum: Option<u16>,
+    /// How long shutdown waits for messages in flight, e.g. 10s.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    drain_timeout: Duration,
+    /// First reconnect delay; it doubles after each failure up to --reconnect-max (±25 %).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    reconnect_initial: Duration,
+    /// Longest reconnect delay.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+    reconnect_max: Duration,
+}
+
+/// Parses `500ms`, `10s`, `2m`, `1h` (a bare number is seconds).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration; use e.g. 500ms, 10s, 2m or 1h"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown unit `{unit}` in `{text}`; use ms, s, m or h"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+}
+
+pub(crate) fn run(command: BridgeCommand, out: &Output) -> anyhow::Result<ExitCode> {
+    match command {
+        BridgeCommand::Run(args) => run_bridge(args, out),
+        BridgeCommand::Validate(args) => validate(&args, out),
+    }
+}
+
+/// The JSON shape of `e4k bridge validate`.
+#[derive(Debug, Serialize)]
+struct ValidateOutput<'a> {
+    config: &'a Path,
+    valid: bool,
+    errors: usize,
+    warnings: usize,
+    problems: &'a Report,
+}
+
+fn validate(args: &ConfigArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let raw = args.load()?;
+    let report = config::validate(&raw, &args.options(true));
+    let errors = report.errors().count();
+    let warnings = report.warnings().count();
+    let output = ValidateOutput {
+        config: &args.config,
+        valid: errors == 0,
+        errors,
+        warnings,
+        problems: &report,
+    };
+    out.emit(&output, |w| {
+        write!(w, "{report}")?;
+        if errors == 0 {
+            writeln!(
+                w,
+                "{}: valid ({warnings} warning(s))",
+                args.config.display()
+            )
+        } else {
+            writeln!(
+                w,
+                "{}: {errors} error(s), {warnings} warning(s)",
+                args.config.display()
+            )
+        }
+    })?;
+    Ok(if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn run_bridge(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let raw = args.config.load()?;
+    // File problems (an expired certificate, a secret not mounted yet) are reported but do
+    // not stop the bridge: it keeps retrying, and picks the files up once they are fixed.
+    let resolved = config::resolve(&raw, &args.config.options(false)).map_err(|report| {
+        usage(format!(
+            "{}: invalid bridge configuration:\n{}",
+            args.config.config.display(),
+            report.to_string().trim_end()
+        ))
+    })?;
+    let full = config::validate(&raw, &args.config.options(true));
+
+    let level = if !out.progress_allowed() {
+        "error"
+    } else if resolved
+        .bridges
+        .iter()
+        .any(|b| b.log_level == LogLevel::Debug)
+    {
+        "debug"
+    } else {
+        "info"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .finish();
+    let dispatch = tracing::Dispatch::new(subscriber);
+
+    let mut options = RunOptions::default();
+    options.instance = args.instance_index;
+    options.metrics_listen = Some(args.metrics_listen);
+    options.retain = match args.retain {
+        RetainArg::Keep => RetainPolicy::Keep,
+        RetainArg::Drop => RetainPolicy::Drop,
+    };
+    options.hop_limit = args.hop_limit;
+    options.receive_maximum = args.receive_maximum;
+    options.drain_timeout = args.drain_timeout;
+    options.backoff = BackoffPolicy {
+        initial: args.reconnect_initial,
+        max: args.reconnect_max.max(args.reconnect_initial),
+        ..BackoffPolicy::default()
+    };
+
+    tracing::dispatcher::with_default(&dispatch, || {
+        for problem in &full.problems {
+            match problem.severity {
+                Severity::Error => tracing::error!(
+                    "{problem}; the bridge starts anyway and retries until it is fixed"
+                ),
+                Severity::Warning => tracing::warn!("{problem}"),
+            }
+        }
+        let bridge = Bridge::new(&resolved.bridges, options).map_err(|e| match e {
+            BridgeError::InstanceOutOfRange { .. } | BridgeError::Unsupported { .. } => {
+                usage(e.to_string())
+            }
+            other => anyhow::Error::new(other),
+        })?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let shutdown = crate::signals::shutdown_token();
+            bridge.run(shutdown).await
+        })?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("10d").is_err());
+        assert!(parse_duration("x").is_err());
+    }
 }

@@ -52,16 +52,16 @@ pub(crate) enum EventgridCommand {
 pub(crate) struct SpecArgs {
     /// The spec file (YAML).
     #[arg(long, value_name = "FILE")]
-    spec: PathBuf,
+    pub(crate) spec: PathBuf,
     /// Also check that the namespace allows the sessions this bridge configuration opens.
     #[arg(long, value_name = "BRIDGE_YAML")]
-    bridge: Option<PathBuf>,
+    pub(crate) bridge: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct ArmArgs {
     #[command(flatten)]
-    spec: SpecArgs,
+    pub(crate) spec: SpecArgs,
     /// The ARM endpoint: the emulator's URL, or a sovereign cloud's.
     #[arg(
         long,
@@ -269,7 +269,10 @@ fn load(args: &SpecArgs) -> anyhow::Result<Loaded> {
     })
 }
 
-fn arm_client(args: &ArmArgs, cancel: CancellationToken) -> anyhow::Result<Arc<ArmClient>> {
+pub(crate) fn arm_client(
+    args: &ArmArgs,
+    cancel: CancellationToken,
+) -> anyhow::Result<Arc<ArmClient>> {
     let choice = match (&args.token_env, args.credential.as_str()) {
         (Some(var), _) => CredentialChoice::StaticTokenEnv(var.clone()),
         (None, "auto") => CredentialChoice::Auto,

@@ -39,6 +39,14 @@ impl PlannedFile {
         }
     }
 
+    pub(crate) fn new(path: PathBuf, contents: &[u8], secret: bool) -> Self {
+        Self {
+            path,
+            contents: zeroize::Zeroizing::new(contents.to_vec()),
+            secret,
+        }
+    }
+
     pub(crate) fn secret(path: PathBuf, contents: &str) -> Self {
         Self {
             path,

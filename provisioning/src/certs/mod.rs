@@ -15,7 +15,7 @@
 
 mod check;
 mod duration;
-mod files;
+pub(crate) mod files;
 mod inspect;
 mod key;
 mod pki;

@@ -1,0 +1,173 @@
+//! `e4k up`: the seed flow end to end, around `e4k_provisioning::up`.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context;
+use clap::Args;
+use e4k_bridge::config::{Authentication, ConfigOptions, RawConfig, resolve};
+use e4k_provisioning::{
+    certs::{KeyProtection, NotAfter, Password},
+    eventgrid::apply::DEFAULT_CONCURRENCY,
+    k8s::{apply, manifests::ManifestInput},
+    up::{self, Status, Step, UpOptions},
+};
+
+use super::eventgrid::{ArmArgs, arm_client};
+use crate::{
+    output::{Output, usage},
+    signals,
+};
+
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    #[command(flatten)]
+    arm: ArmArgs,
+    /// The PKI directory (created when missing).
+    #[arg(long, default_value = "pki", env = "E4K_PKI_DIR")]
+    pki: PathBuf,
+    /// Where the bridge configuration, its secret files and the Kubernetes manifests go.
+    #[arg(long, default_value = "e4k-out")]
+    out: PathBuf,
+    /// The spec client the bridge connects as (default: mqttbridge).
+    #[arg(long, default_value = "mqttbridge")]
+    bridge_client: String,
+    /// Validity of new client certificates.
+    #[arg(long, default_value = "90d")]
+    not_after: String,
+    /// Write new CA keys unencrypted (needs --insecure); otherwise E4K_PASSWORD encrypts them.
+    #[arg(long, requires = "insecure")]
+    no_password: bool,
+    /// Confirm an insecure choice such as --no-password.
+    #[arg(long)]
+    insecure: bool,
+    /// The container image for the manifests.
+    #[arg(long, default_value = concat!("e4k:", env!("CARGO_PKG_VERSION")))]
+    image: String,
+    /// The Kubernetes namespace.
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
+    /// Apply the Secret and the manifests to the current kubeconfig's cluster.
+    #[arg(long)]
+    apply: bool,
+}
+
+pub(crate) fn run(args: UpArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let bridge_path = args
+        .arm
+        .spec
+        .bridge
+        .clone()
+        .ok_or_else(|| usage("give the bridge configuration with --bridge bridge.yaml"))?;
+    let raw = RawConfig::load(&bridge_path)?;
+    let mut options = ConfigOptions::default();
+    options.check_files = false;
+    let resolved = resolve(&raw, &options)
+        .map_err(|report| usage(format!("{} is not valid:\n{report}", bridge_path.display())))?;
+    let [bridge] = resolved.bridges.as_slice() else {
+        return Err(usage(format!(
+            "{}: give exactly one MqttBridgeConnector",
+            bridge_path.display()
+        )));
+    };
+    let Authentication::X509(files) = &bridge.remote.authentication else {
+        return Err(usage(format!(
+            "{}: the remote connection must authenticate with an X.509 client certificate (clientK8sSecret)",
+            bridge_path.display()
+        )));
+    };
+    let password = match std::env::var("E4K_PASSWORD") {
+        Ok(p) if !p.is_empty() => Some(Password::new(p)?),
+        _ => None,
+    };
+    let ca_protection = match (&password, args.no_password) {
+        (_, true) => KeyProtection::Plaintext,
+        (Some(p), false) => KeyProtection::Encrypted(p.clone()),
+        (None, false) => {
+            return Err(usage(
+                "new CA keys would be encrypted but E4K_PASSWORD is not set; set it, or pass --no-password --insecure",
+            ));
+        }
+    };
+    let up_options = UpOptions {
+        spec: args.arm.spec.spec.clone(),
+        bridge_config: bridge_path,
+        bridge_secret: files.secret.clone(),
+        bridge_client: args.bridge_client.clone(),
+        pki: args.pki.clone(),
+        out: args.out.clone(),
+        ca_protection,
+        ca_password: password,
+        pki_name: "e4k".into(),
+        client_validity: NotAfter::parse(&args.not_after)?,
+        manifests: ManifestInput {
+            name: format!("e4k-{}", bridge.name),
+            namespace: args.namespace.clone(),
+            image: args.image.clone(),
+            replicas: bridge.bridge_instances,
+            bridge_yaml: String::new(),
+            secrets: vec![files.secret.clone()],
+            config_maps: Vec::new(),
+            service_account_token: None,
+        },
+        concurrency: DEFAULT_CONCURRENCY,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(async {
+        let arm = arm_client(&args.arm, signals::shutdown_token())?;
+        let progress = |step: &Step| {
+            if out.progress_allowed() {
+                let status = match step.status {
+                    Status::Created => "created",
+                    Status::Updated => "updated",
+                    Status::Unchanged => "unchanged",
+                };
+                eprintln!(
+                    "{:<9} {:<10} {} {}",
+                    status, step.step, step.target, step.detail
+                );
+            }
+        };
+        let report = up::up(&up_options, &arm, &progress)
+            .await
+            .context("e4k up stopped; rerun it to continue")?;
+        if args.apply {
+            let client = apply::connect().await?;
+            for path in [&report.secret_manifest, &report.manifests] {
+                let yaml = std::fs::read_to_string(path)?;
+                apply::apply_yaml(&client, &yaml, args.namespace.as_deref()).await?;
+            }
+        }
+        anyhow::Ok(report)
+    })?;
+    out.emit(&report, |w| {
+        let changed = report
+            .steps
+            .iter()
+            .filter(|s| s.status != Status::Unchanged)
+            .count();
+        writeln!(
+            w,
+            "{changed} of {} steps changed something; {} ARM writes",
+            report.steps.len(),
+            report.arm_writes
+        )?;
+        writeln!(
+            w,
+            "MQTT hostname:  {}",
+            report.hostname.as_deref().unwrap_or("(not yet known)")
+        )?;
+        writeln!(w, "bridge config:  {}", report.bridge_config.display())?;
+        writeln!(w, "secrets dir:    {}", report.secrets_dir.display())?;
+        writeln!(w, "Secret:         {}", report.secret_manifest.display())?;
+        writeln!(w, "manifests:      {}", report.manifests.display())?;
+        writeln!(
+            w,
+            "run the bridge: e4k bridge run --config {} --secrets-dir {}",
+            report.bridge_config.display(),
+            report.secrets_dir.display()
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

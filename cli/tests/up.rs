@@ -1,0 +1,113 @@
+//! `e4k up`: the seed flow from nothing, then again with nothing left to do.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod util;
+
+use std::{collections::BTreeMap, path::Path, time::Duration};
+
+use e4k_emulator::{Emulator, EmulatorConfig};
+use util::{Dir, mode};
+
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.insert(path.display().to_string(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn up_twice_changes_nothing_the_second_time() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let emulator = runtime
+        .block_on(Emulator::start(EmulatorConfig {
+            lro_delay: Duration::from_millis(10),
+            lro_retry_after_secs: 0,
+            ..EmulatorConfig::default()
+        }))
+        .unwrap();
+    let d = Dir::new();
+    std::fs::write(
+        d.path("eventgrid.yaml"),
+        d.e4k(&["eventgrid", "template"]).ok().stdout,
+    )
+    .unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/bridge.yaml"),
+        d.path("bridge.yaml"),
+    )
+    .unwrap();
+    let url = emulator.base_url();
+    let env = [
+        ("E4K_ARM_ENDPOINT", url.as_str()),
+        ("E4K_ARM_TOKEN", "local"),
+        ("E4K_PASSWORD", "e4k"),
+        (
+            "AZURE_SUBSCRIPTION_ID",
+            "11111111-2222-3333-4444-555555555555",
+        ),
+    ];
+    let args = [
+        "--output",
+        "json",
+        "up",
+        "--spec",
+        "eventgrid.yaml",
+        "--bridge",
+        "bridge.yaml",
+        "--min-poll-interval-ms",
+        "10",
+    ];
+    let first: serde_json::Value =
+        serde_json::from_str(&d.e4k_env(&args, &env).ok().stdout).unwrap();
+    assert_eq!(first["arm_writes"], 12);
+    assert_eq!(
+        first["hostname"],
+        "e4k-mqtt.westeurope-1.ts.eventgrid.azure.net"
+    );
+    let bridge = std::fs::read_to_string(d.path("e4k-out/bridge.yaml")).unwrap();
+    assert!(
+        bridge.contains("endpoint: \"e4k-mqtt.westeurope-1.ts.eventgrid.azure.net:8883\""),
+        "{bridge}"
+    );
+    assert_eq!(
+        mode(&d.path("e4k-out/secrets/bridge-client-cert/client_key.pem")),
+        0o600
+    );
+    assert_eq!(mode(&d.path("e4k-out/secrets/bridge-client-cert")), 0o700);
+    // The bridge's certificate verifies as Event Grid will check it.
+    d.e4k(&[
+        "certs",
+        "verify",
+        "e4k-out/certs/mqttbridge.pem",
+        "--roots",
+        "pki/certs/intermediate_ca.crt",
+    ])
+    .ok();
+    let before = snapshot(d.dir.path());
+
+    let second: serde_json::Value =
+        serde_json::from_str(&d.e4k_env(&args, &env).ok().stdout).unwrap();
+    assert_eq!(second["arm_writes"], 0);
+    let statuses: Vec<&str> = second["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert!(statuses.iter().all(|s| *s == "unchanged"), "{statuses:?}");
+    assert_eq!(
+        snapshot(d.dir.path()),
+        before,
+        "the second run changed files"
+    );
+}
