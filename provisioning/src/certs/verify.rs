@@ -1,6 +1,6 @@
 //! `e4k certs verify`: path validation as a TLS peer does it, plus the Event Grid preflight.
 
-use std::{path::PathBuf, str::FromStr};
+use std::path::PathBuf;
 
 use rustls_pki_types::{CertificateDer, UnixTime};
 use serde::Serialize;
@@ -15,49 +15,7 @@ use super::{
 };
 use crate::{Error, Result};
 
-/// The Event Grid client `validationScheme`: which certificate field must carry the client's
-/// authentication name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub enum ValidationScheme {
-    /// `SubjectMatchesAuthenticationName` (the default): the subject common name.
-    #[default]
-    SubjectMatchesAuthenticationName,
-    /// `DnsMatchesAuthenticationName`: a DNS SAN.
-    DnsMatchesAuthenticationName,
-    /// `UriMatchesAuthenticationName`: a URI SAN.
-    UriMatchesAuthenticationName,
-    /// `IpMatchesAuthenticationName`: an IP SAN.
-    IpMatchesAuthenticationName,
-    /// `EmailMatchesAuthenticationName`: an email SAN.
-    EmailMatchesAuthenticationName,
-    /// `ThumbprintMatch`: the certificate's thumbprint must be registered for the client.
-    ThumbprintMatch,
-}
-
-impl FromStr for ValidationScheme {
-    type Err = Error;
-    /// Accepts the ARM name (`SubjectMatchesAuthenticationName`) or its short form (`subject`,
-    /// `dns`, `uri`, `ip`, `email`, `thumbprint`), case-insensitively.
-    fn from_str(s: &str) -> Result<Self> {
-        let lower = s.to_ascii_lowercase();
-        let short = lower.trim_end_matches("matchesauthenticationname");
-        Ok(match short {
-            "subject" => Self::SubjectMatchesAuthenticationName,
-            "dns" => Self::DnsMatchesAuthenticationName,
-            "uri" => Self::UriMatchesAuthenticationName,
-            "ip" => Self::IpMatchesAuthenticationName,
-            "email" => Self::EmailMatchesAuthenticationName,
-            "thumbprint" | "thumbprintmatch" => Self::ThumbprintMatch,
-            _ => {
-                return Err(Error::invalid(
-                    "--scheme",
-                    s,
-                    "expected subject, dns, uri, ip, email or thumbprint",
-                ));
-            }
-        })
-    }
-}
+pub use crate::eventgrid::spec::ValidationScheme;
 
 /// What the certificate is checked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

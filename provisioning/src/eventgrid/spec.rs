@@ -219,6 +219,31 @@ pub enum ValidationScheme {
     ThumbprintMatch,
 }
 
+impl std::str::FromStr for ValidationScheme {
+    type Err = Error;
+    /// Accepts the ARM name (`SubjectMatchesAuthenticationName`) or its short form (`subject`,
+    /// `dns`, `uri`, `ip`, `email`, `thumbprint`), case-insensitively.
+    fn from_str(s: &str) -> Result<Self> {
+        let lower = s.to_ascii_lowercase();
+        let short = lower.trim_end_matches("matchesauthenticationname");
+        Ok(match short {
+            "subject" => Self::SubjectMatchesAuthenticationName,
+            "dns" => Self::DnsMatchesAuthenticationName,
+            "uri" => Self::UriMatchesAuthenticationName,
+            "ip" => Self::IpMatchesAuthenticationName,
+            "email" => Self::EmailMatchesAuthenticationName,
+            "thumbprint" | "thumbprintmatch" => Self::ThumbprintMatch,
+            _ => {
+                return Err(Error::invalid(
+                    "--scheme",
+                    s,
+                    "expected subject, dns, uri, ip, email or thumbprint",
+                ));
+            }
+        })
+    }
+}
+
 /// A client attribute value: what Event Grid accepts.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
