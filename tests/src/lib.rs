@@ -1,7 +1,10 @@
 //! End-to-end tests across e4k crates, against real peers (mosquitto, openssl).
 //!
 //! The tests live in `tests/tests/`; this library holds the fixtures they and `cli/tests/`
-//! share: [`Mosquitto`], a real broker on a free loopback port, stopped on drop.
+//! share: [`Mosquitto`], a real broker on a free loopback port, stopped on drop, and
+//! [`proxy::TcpProxy`], a TCP proxy that can blackhole or cut traffic for fault tests.
+
+pub mod proxy;
 
 use std::{
     io,
@@ -32,8 +35,16 @@ impl Mosquitto {
     /// When mosquitto is not installed, fails to start (its log is in the error), or does not
     /// listen within 10 s.
     pub fn start(listener_config: &str) -> io::Result<Self> {
+        Self::start_on(free_port()?, listener_config)
+    }
+
+    /// Like [`Mosquitto::start`], on a given port (e.g. to bring back a broker that a test
+    /// stopped, on the port a client keeps retrying).
+    ///
+    /// # Errors
+    /// As [`Mosquitto::start`]; also when the port is taken.
+    pub fn start_on(port: u16, listener_config: &str) -> io::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let port = free_port()?;
         let log = dir.path().join("mosquitto.log");
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
