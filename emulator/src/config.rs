@@ -1,4 +1,5 @@
-//! How an emulator instance behaves: address, state file, latency, faults, quotas.
+//! How an emulator instance behaves: address, state file, latency, faults, quotas, and the
+//! optional MQTT data plane.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -59,6 +60,51 @@ pub struct EmulatorConfig {
     /// Keep a log of every request (method, path, api-version, body) for
     /// [`RunningEmulator::captured_requests`](crate::RunningEmulator::captured_requests) (default on).
     pub capture_requests: bool,
+    /// The MQTT data plane: a TLS port enforcing the control-plane state, backed by a private
+    /// mosquitto. `None` (the default) serves ARM only and needs no mosquitto.
+    pub mqtt: Option<MqttConfig>,
+}
+
+/// The MQTT data plane's settings (see the README's "MQTT data plane" section).
+///
+/// ```
+/// use e4k_emulator::{EmulatorConfig, MqttConfig};
+///
+/// let config = EmulatorConfig {
+///     mqtt_hostname: "localhost".into(),
+///     mqtt: Some(MqttConfig::default()),
+///     ..EmulatorConfig::default()
+/// };
+/// assert_eq!(config.mqtt.unwrap().listen.port(), 0);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MqttConfig {
+    /// The TLS MQTT address; port 0 picks a free port (default `127.0.0.1:0`; the real service
+    /// uses 8883).
+    pub listen: SocketAddr,
+    /// The mosquitto binary (default: `/usr/sbin/mosquitto` if it exists, else `mosquitto` on
+    /// `PATH`).
+    pub mosquitto_binary: Option<PathBuf>,
+    /// Where to write the data-plane CA certificate (PEM) that clients must trust; default a
+    /// file in the emulator's temporary directory
+    /// ([`RunningEmulator::mqtt_ca_pem_path`](crate::RunningEmulator::mqtt_ca_pem_path)).
+    pub ca_file: Option<PathBuf>,
+    /// Extra DNS names or IP addresses for the default server certificate, besides
+    /// `localhost`, `127.0.0.1`, `::1`, the listen address and a placeholder-free
+    /// [`EmulatorConfig::mqtt_hostname`]. (A client that sends another name in SNI gets a
+    /// certificate for it anyway.)
+    pub hostnames: Vec<String>,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            mosquitto_binary: None,
+            ca_file: None,
+            hostnames: Vec::new(),
+        }
+    }
 }
 
 impl Default for EmulatorConfig {
@@ -79,6 +125,7 @@ impl Default for EmulatorConfig {
             mqtt_hostname: DEFAULT_MQTT_HOSTNAME.to_owned(),
             quotas: Quotas::default(),
             capture_requests: true,
+            mqtt: None,
         }
     }
 }
@@ -99,6 +146,7 @@ impl fmt::Debug for EmulatorConfig {
             .field("mqtt_hostname", &self.mqtt_hostname)
             .field("quotas", &self.quotas)
             .field("capture_requests", &self.capture_requests)
+            .field("mqtt", &self.mqtt)
             .finish()
     }
 }

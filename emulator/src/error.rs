@@ -78,6 +78,33 @@ pub enum EmulatorError {
         reason: String,
     },
 
+    /// A file of the MQTT data plane (CA certificate, mosquitto configuration or ACL) could not
+    /// be written.
+    #[error("cannot write {}", path.display())]
+    WriteFile {
+        /// The file (or directory) that could not be written.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// mosquitto, the broker behind the MQTT data plane, could not be started or reloaded.
+    #[error("mosquitto ({}) failed: {reason}", binary.display())]
+    Broker {
+        /// The program that failed (mosquitto, or `kill` for a reload).
+        binary: PathBuf,
+        /// What happened, with mosquitto's log when it exited.
+        reason: String,
+    },
+
+    /// The data-plane CA or server certificate could not be made.
+    #[error("cannot make the MQTT data-plane certificates: {reason}")]
+    Certificate {
+        /// What failed.
+        reason: String,
+    },
+
     /// The server task panicked or was aborted.
     #[error("the server task on {addr} did not finish cleanly")]
     Join {

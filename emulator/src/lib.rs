@@ -1,5 +1,6 @@
 //! A local Azure Event Grid namespace: the ARM control plane for namespaces and their MQTT child
-//! resources, served over HTTP for offline tests and CI.
+//! resources, served over HTTP for offline tests and CI, and optionally the MQTT data plane
+//! (a TLS port that authenticates clients and authorizes topics from the control-plane state).
 //!
 //! Tests start it in-process on port 0 and point an ARM client at
 //! [`RunningEmulator::base_url`]. It validates request bodies against the embedded OpenAPI
@@ -24,14 +25,15 @@
 //! # Layout
 //! - [`server`] holds [`Emulator`] (bind, run with a `CancellationToken`, start in the background)
 //!   and [`RunningEmulator`] (address, stats, request log, shutdown).
-//! - [`config`] holds [`EmulatorConfig`], [`FaultConfig`], [`Quotas`].
+//! - [`config`] holds [`EmulatorConfig`], [`FaultConfig`], [`Quotas`], [`MqttConfig`].
 //! - [`spec`] holds the embedded OpenAPI specs and the body validator, usable on its own.
 //! - [`stats`] holds the [`Stats`] counters and [`CapturedRequest`]s.
 //! - [`ResourceKind`] names the six resource types served.
 //! - Internals: `service` (request handling and ARM operations), `route` (path parsing),
 //!   `rules` (service rules beyond the schema: clients, topic templates, client group queries,
 //!   bindings, certificates), `store` (resources and the state file), `arm` (error bodies),
-//!   `faults` (seeded fault injection).
+//!   `faults` (seeded fault injection), `mqtt` (the data plane: TLS front end, client
+//!   authentication, the private mosquitto and its ACL generated from the state).
 
 pub mod config;
 mod error;
@@ -42,12 +44,13 @@ pub mod stats;
 
 mod arm;
 mod faults;
+mod mqtt;
 mod route;
 mod rules;
 mod service;
 mod store;
 
-pub use config::{EmulatorConfig, FaultConfig, Quotas};
+pub use config::{EmulatorConfig, FaultConfig, MqttConfig, Quotas};
 pub use error::EmulatorError;
 pub use kind::ResourceKind;
 pub use server::{Emulator, RunningEmulator};

@@ -1,6 +1,8 @@
-//! The HTTP server: binding, serving until shutdown, and the handle tests hold.
+//! The HTTP server (and the MQTT data plane when configured): binding, serving until shutdown,
+//! and the handle tests hold.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
@@ -12,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::mqtt::{DataPlane, ViewSource};
 use crate::service::{App, Request};
 use crate::stats::{CapturedRequest, Stats};
 use crate::{EmulatorConfig, EmulatorError};
@@ -24,12 +27,17 @@ pub struct Emulator {
     listener: TcpListener,
     local_addr: SocketAddr,
     app: Arc<App>,
+    mqtt: Option<DataPlane>,
 }
 
 impl Emulator {
-    /// Checks the configuration, loads the state file and binds the listen address.
+    /// Checks the configuration, loads the state file and binds the listen address. With
+    /// [`EmulatorConfig::mqtt`] set it also binds the MQTT port, makes the data-plane CA and
+    /// starts mosquitto (stopped again when the emulator stops or is dropped).
     pub async fn bind(config: EmulatorConfig) -> Result<Self, EmulatorError> {
         config.validate()?;
+        let mqtt_config = config.mqtt.clone();
+        let mqtt_hostname = config.mqtt_hostname.clone();
         let addr = config.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -38,10 +46,15 @@ impl Emulator {
             .local_addr()
             .map_err(|source| EmulatorError::Bind { addr, source })?;
         let app = Arc::new(App::new(config, local_addr)?);
+        let mqtt = match &mqtt_config {
+            Some(mqtt) => Some(DataPlane::bind(mqtt, &mqtt_hostname, Arc::clone(&app)).await?),
+            None => None,
+        };
         Ok(Self {
             listener,
             local_addr,
             app,
+            mqtt,
         })
     }
 
@@ -50,15 +63,40 @@ impl Emulator {
         self.local_addr
     }
 
-    /// Serves requests until `shutdown` is cancelled, then lets in-flight requests finish.
+    /// The bound MQTT (TLS) address, when the data plane is configured.
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        self.mqtt.as_ref().map(DataPlane::local_addr)
+    }
+
+    /// The PEM file of the data-plane CA that MQTT clients must trust, when the data plane is
+    /// configured.
+    pub fn mqtt_ca_pem_path(&self) -> Option<&Path> {
+        self.mqtt.as_ref().map(DataPlane::ca_path)
+    }
+
+    /// Serves requests (and MQTT) until `shutdown` is cancelled, then lets in-flight requests
+    /// finish, closes MQTT connections and stops mosquitto.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), EmulatorError> {
         let addr = self.local_addr;
         tracing::info!(%addr, "event grid emulator listening");
         let router = Router::new().fallback(handle).with_state(self.app);
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .map_err(|source| EmulatorError::Serve { addr, source })
+        let arm = axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let data_plane = async {
+            if let Some(mqtt) = self.mqtt {
+                mqtt.run(shutdown.clone()).await;
+            }
+        };
+        let (served, ()) = tokio::join!(
+            async {
+                let served = arm.await;
+                // If the HTTP server fails, the data plane stops too.
+                shutdown.cancel();
+                served
+            },
+            data_plane
+        );
+        served.map_err(|source| EmulatorError::Serve { addr, source })
     }
 
     /// Binds and serves in a background task; the returned handle stops it.
@@ -76,11 +114,16 @@ impl Emulator {
         let emulator = Self::bind(config).await?;
         let app = Arc::clone(&emulator.app);
         let local_addr = emulator.local_addr;
+        let mqtt = emulator
+            .mqtt
+            .as_ref()
+            .map(|m| (m.local_addr(), m.ca_path().to_owned(), m.source()));
         let token = CancellationToken::new();
         let task = tokio::spawn(emulator.run(token.clone()));
         Ok(RunningEmulator {
             app,
             local_addr,
+            mqtt,
             token,
             task: Some(task),
         })
@@ -114,6 +157,7 @@ async fn handle(
 pub struct RunningEmulator {
     app: Arc<App>,
     local_addr: SocketAddr,
+    mqtt: Option<(SocketAddr, PathBuf, Arc<ViewSource>)>,
     token: CancellationToken,
     task: Option<JoinHandle<Result<(), EmulatorError>>>,
 }
@@ -128,6 +172,28 @@ impl RunningEmulator {
     /// `http://127.0.0.1:41234` (no trailing slash).
     pub fn base_url(&self) -> String {
         format!("http://{}", self.local_addr)
+    }
+
+    /// The MQTT (TLS) address, when [`EmulatorConfig::mqtt`] is set.
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        self.mqtt.as_ref().map(|(addr, _, _)| *addr)
+    }
+
+    /// The PEM file of the data-plane CA that MQTT clients must trust (`mosquitto_pub
+    /// --cafile`), when [`EmulatorConfig::mqtt`] is set. It lives as long as the emulator
+    /// unless [`MqttConfig::ca_file`](crate::MqttConfig::ca_file) placed it elsewhere.
+    pub fn mqtt_ca_pem_path(&self) -> Option<&Path> {
+        self.mqtt.as_ref().map(|(_, path, _)| path.as_path())
+    }
+
+    /// Waits until the broker's topic ACL reflects every control-plane change made so far
+    /// (the data plane applies changes within about 100 ms). Returns false after `timeout`, or
+    /// at once when there is no data plane.
+    pub async fn mqtt_synced(&self, timeout: std::time::Duration) -> bool {
+        match &self.mqtt {
+            Some((_, _, source)) => source.synced(timeout).await,
+            None => false,
+        }
     }
 
     /// A snapshot of the request counters.
@@ -145,7 +211,8 @@ impl RunningEmulator {
         self.app.reset_stats();
     }
 
-    /// Stops accepting requests, lets in-flight ones finish and waits for the server task.
+    /// Stops accepting requests, lets in-flight ones finish and waits for the server task (and
+    /// for mosquitto to be stopped, with the data plane).
     pub async fn shutdown(mut self) -> Result<(), EmulatorError> {
         self.token.cancel();
         match self.task.take() {

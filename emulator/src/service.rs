@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use axum::body::Bytes;
@@ -102,6 +103,8 @@ pub(crate) struct App {
     preview: Spec,
     local_addr: SocketAddr,
     inner: Mutex<Inner>,
+    /// Bumped on every change of the state, so the MQTT data plane rebuilds its view only then.
+    generation: AtomicU64,
 }
 
 type Reply = Result<Response, ArmError>;
@@ -128,6 +131,7 @@ impl App {
                 stats: Stats::default(),
                 captured: Vec::new(),
             }),
+            generation: AtomicU64::new(0),
             config,
         };
         app.complete_interrupted()?;
@@ -186,7 +190,24 @@ impl App {
         Ok(())
     }
 
+    /// Completes the operations that are due and hands the state to `f`. The MQTT data plane
+    /// reads the state this way: it ticks, so operations finish on time even without requests.
+    pub(crate) fn with_settled_state<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        let mut inner = self.lock();
+        if self.settle(&mut inner) {
+            // A failed save is logged by `persist`; the data plane goes on with the memory state.
+            let _ = self.persist(&inner.state);
+        }
+        f(&inner.state)
+    }
+
+    /// A number that changes whenever the state does.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     fn save(&self, state: &State) -> Result<(), EmulatorError> {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         match &self.config.state_file {
             Some(path) => state.save(path),
             None => Ok(()),

@@ -126,9 +126,22 @@ pub(crate) struct EmulatorArgs {
     /// Accept only this bearer token, read from the named environment variable.
     #[arg(long, value_name = "VAR")]
     token_env: Option<String>,
-    /// The MQTT hostname reported for namespaces ({namespace} and {region} are filled in).
+    /// The MQTT hostname reported for namespaces ({namespace} and {region} are filled in);
+    /// with --mqtt-listen it defaults to `localhost`.
     #[arg(long)]
     mqtt_hostname: Option<String>,
+    /// Also serve the MQTT data plane (TLS, client certificates, topic authorization from the
+    /// control-plane state) on this address, e.g. 127.0.0.1:8883. Needs mosquitto.
+    #[arg(long, value_name = "ADDR")]
+    mqtt_listen: Option<SocketAddr>,
+    /// Write the data plane's CA certificate (PEM) here, for clients to trust (--cafile);
+    /// default a temporary file, printed at start.
+    #[arg(long, value_name = "FILE", requires = "mqtt_listen")]
+    mqtt_ca_out: Option<PathBuf>,
+    /// The mosquitto binary behind the data plane (default /usr/sbin/mosquitto or `mosquitto`
+    /// on PATH).
+    #[arg(long, value_name = "PATH", requires = "mqtt_listen")]
+    mosquitto: Option<PathBuf>,
 }
 
 pub(crate) fn run(command: EventgridCommand, out: &Output) -> anyhow::Result<ExitCode> {
@@ -663,7 +676,7 @@ async fn show_cmd(args: ArmArgs, out: &Output) -> anyhow::Result<ExitCode> {
 }
 
 async fn emulator_cmd(args: EmulatorArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    use e4k_emulator::{Emulator, EmulatorConfig, FaultConfig};
+    use e4k_emulator::{Emulator, EmulatorConfig, FaultConfig, MqttConfig};
     let token = match &args.token_env {
         Some(var) => Some(
             credential::process_env(var)
@@ -685,15 +698,36 @@ async fn emulator_cmd(args: EmulatorArgs, out: &Output) -> anyhow::Result<ExitCo
         token,
         ..EmulatorConfig::default()
     };
+    if let Some(listen) = args.mqtt_listen {
+        config.mqtt = Some(MqttConfig {
+            listen,
+            mosquitto_binary: args.mosquitto.clone(),
+            ca_file: args.mqtt_ca_out.clone(),
+            ..MqttConfig::default()
+        });
+        // A local data plane is reached as localhost unless told otherwise.
+        config.mqtt_hostname = "localhost".into();
+    }
     if let Some(hostname) = args.mqtt_hostname {
         config.mqtt_hostname = hostname;
     }
     let emulator = Emulator::bind(config).await?;
     let url = format!("http://{}", emulator.local_addr());
-    out.emit(&serde_json::json!({ "endpoint": url }), |w| {
-        writeln!(w, "{url}")
-    })?;
-    tracing::info!(%url, "Event Grid emulator listening; Ctrl-C stops it");
+    let mqtt_endpoint = emulator.mqtt_addr().map(|addr| addr.to_string());
+    let mqtt_ca = emulator
+        .mqtt_ca_pem_path()
+        .map(|path| path.display().to_string());
+    out.emit(
+        &serde_json::json!({ "endpoint": url, "mqtt_endpoint": mqtt_endpoint, "mqtt_ca": mqtt_ca }),
+        |w| {
+            writeln!(w, "{url}")?;
+            if let (Some(endpoint), Some(ca)) = (&mqtt_endpoint, &mqtt_ca) {
+                writeln!(w, "mqtts://{endpoint} (CA: {ca})")?;
+            }
+            Ok(())
+        },
+    )?;
+    tracing::info!(%url, ?mqtt_endpoint, "Event Grid emulator listening; Ctrl-C stops it");
     emulator.run(signals::shutdown_token()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,182 @@
+//! The private mosquitto behind the front end: its configuration, its ACL file, reloads and
+//! stopping it.
+//!
+//! mosquitto listens on 127.0.0.1 only, on a port of its own, with anonymous access (no
+//! password file): only the front end is meant to reach it, and the front end always sets the
+//! username the ACL is keyed by. It enforces the topic ACL and the packet size
+//! (`max_packet_size`; the front end checks it too). SIGHUP makes mosquitto 2.0 re-read
+//! `acl_file` ("Reloaded on reload signal ... Existing subscriptions will be affected after
+//! the reload", mosquitto.conf(5)). `max_qos 1` is set too, but mosquitto 2.0.11 resets it to 2
+//! on the first reload (observed: the v5 CONNACK loses Maximum QoS and QoS 2 is accepted), so
+//! the front end enforces QoS itself.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::EmulatorError;
+
+/// How long mosquitto may take to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Event Grid's maximum packet size: 512 KiB.
+pub(crate) const MAX_PACKET_SIZE: usize = 512 * 1024;
+/// Event Grid's maximum keep-alive, in seconds.
+const MAX_KEEPALIVE_SECS: u32 = 1160;
+/// Event Grid queues at most 100 messages for an offline session.
+const MAX_QUEUED_MESSAGES: u32 = 100;
+
+/// Where mosquitto is usually installed: on `PATH`, or in `/usr/sbin` (Debian), which is not on
+/// a normal user's `PATH`.
+pub(crate) fn default_binary() -> PathBuf {
+    let sbin = Path::new("/usr/sbin/mosquitto");
+    if sbin.exists() {
+        sbin.to_owned()
+    } else {
+        PathBuf::from("mosquitto")
+    }
+}
+
+/// A running mosquitto; dropping it kills it and waits for it.
+#[derive(Debug)]
+pub(crate) struct Broker {
+    child: Child,
+    addr: SocketAddr,
+    acl: PathBuf,
+    log: PathBuf,
+}
+
+impl Broker {
+    /// Writes the configuration and `acl` into `dir`, starts `binary` and waits until it
+    /// accepts connections.
+    pub(crate) async fn start(binary: &Path, dir: &Path, acl: &str) -> Result<Self, EmulatorError> {
+        let fail = |reason: String| EmulatorError::Broker {
+            binary: binary.to_owned(),
+            reason,
+        };
+        let port = StdListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .map_err(|e| fail(format!("no free loopback port: {e}")))?
+            .port();
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let acl_path = dir.join("acl");
+        let log = dir.join("mosquitto.log");
+        let conf = dir.join("mosquitto.conf");
+        write_atomically(&acl_path, acl)?;
+        let config = format!(
+            "# Written by e4k-emulator: the private broker of the MQTT data plane.\n\
+             # Only the emulator's TLS front end connects here; it sets the username.\n\
+             user root\n\
+             per_listener_settings false\n\
+             allow_anonymous true\n\
+             persistence false\n\
+             log_dest file {log}\n\
+             log_type error\n\
+             log_type warning\n\
+             log_type notice\n\
+             log_type information\n\
+             connection_messages true\n\
+             acl_file {acl}\n\
+             max_packet_size {MAX_PACKET_SIZE}\n\
+             max_keepalive {MAX_KEEPALIVE_SECS}\n\
+             max_queued_messages {MAX_QUEUED_MESSAGES}\n\
+             listener {port} 127.0.0.1\n\
+             max_qos 1\n",
+            log = log.display(),
+            acl = acl_path.display(),
+        );
+        write_atomically(&conf, &config)?;
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| fail(format!("cannot start it: {e}")))?;
+        let mut broker = Self {
+            child,
+            addr,
+            acl: acl_path,
+            log,
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                tracing::debug!(%addr, "mosquitto is listening");
+                return Ok(broker);
+            }
+            if let Ok(Some(status)) = broker.child.try_wait() {
+                return Err(fail(format!(
+                    "it exited ({status}); its log:\n{}",
+                    broker.log()
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(fail(format!(
+                    "it did not listen on {addr} within {START_TIMEOUT:?}; its log:\n{}",
+                    broker.log()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The loopback address mosquitto listens on.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// mosquitto's log so far.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Replaces the ACL file and makes mosquitto re-read it (SIGHUP).
+    pub(crate) async fn reload_acl(&self, acl: &str) -> Result<(), EmulatorError> {
+        write_atomically(&self.acl, acl)?;
+        // No libc in the workspace and `unsafe` is forbidden: `kill(1)` sends the signal.
+        let status = tokio::process::Command::new("kill")
+            .arg("-HUP")
+            .arg(self.child.id().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
+        match status {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(EmulatorError::Broker {
+                binary: PathBuf::from("kill"),
+                reason: format!("SIGHUP to mosquitto failed ({status})"),
+            }),
+            Err(e) => Err(EmulatorError::Broker {
+                binary: PathBuf::from("kill"),
+                reason: format!("cannot run kill -HUP: {e}"),
+            }),
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        // SIGKILL then reap, so no mosquitto outlives the emulator and no zombie is left.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `text` to a sibling temporary file and renames it over `path`, so mosquitto never
+/// reads half a file.
+fn write_atomically(path: &Path, text: &str) -> Result<(), EmulatorError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let error = |path: &Path| {
+        let path = path.to_owned();
+        move |source: io::Error| EmulatorError::WriteFile { path, source }
+    };
+    std::fs::write(&tmp, text).map_err(error(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(error(path))
+}

@@ -1,0 +1,492 @@
+//! The TLS front end of the MQTT port: TLS with a required client certificate, the first
+//! packet (CONNECT) read and authenticated against the control-plane state, the session quota,
+//! then the CONNECT forwarded to mosquitto with the client's broker username and the packets
+//! piped both ways until either side closes. Client packets are framed on the way, to refuse
+//! QoS 2 PUBLISH and packets over 512 KiB and to lower QoS 2 subscriptions to 1; mosquitto's
+//! own `max_qos` is lost on its first reload (mosquitto 2.0.11), so it cannot be relied on.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rustls_pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+
+use super::ViewSource;
+use super::auth::{PeerCert, authenticate};
+use super::broker::MAX_PACKET_SIZE;
+use super::model::{NamespaceView, broker_username};
+use super::packet::{
+    Connect, PacketError, Refusal, V5, cap_subscribe_qos, connack, disconnect, frame_len,
+    publish_qos, with_max_qos_1,
+};
+
+/// How long a client may take to complete TLS.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send CONNECT after TLS.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the broker's last packets may take once the client has stopped sending.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a refused connection stays open after the server's DISCONNECT.
+const LINGER: Duration = Duration::from_millis(100);
+/// v5 reason codes of a server DISCONNECT.
+const QOS_NOT_SUPPORTED: u8 = 0x9B;
+const PACKET_TOO_LARGE: u8 = 0x95;
+
+/// What every connection task shares.
+pub(crate) struct FrontEnd {
+    /// The TLS configuration.
+    pub(crate) acceptor: TlsAcceptor,
+    /// The control-plane view.
+    pub(crate) source: Arc<ViewSource>,
+    /// mosquitto's loopback address.
+    pub(crate) broker: SocketAddr,
+    /// Live sessions per authentication name.
+    pub(crate) sessions: Arc<Sessions>,
+}
+
+impl FrontEnd {
+    /// Accepts connections until `token` is cancelled, then closes them and waits for their
+    /// tasks.
+    pub(crate) async fn serve(self: Arc<Self>, listener: TcpListener, token: CancellationToken) {
+        let tracker = TaskTracker::new();
+        loop {
+            let accepted = tokio::select! {
+                () = token.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((tcp, peer)) => {
+                    let front = Arc::clone(&self);
+                    let token = token.clone();
+                    let span = tracing::debug_span!("mqtt", %peer);
+                    tracker.spawn(
+                        async move {
+                            let outcome = tokio::select! {
+                                () = token.cancelled() => Ok(()),
+                                outcome = front.connection(tcp) => outcome,
+                            };
+                            if let Err(reason) = outcome {
+                                tracing::debug!(%reason, "connection ended");
+                            }
+                        }
+                        .instrument(span),
+                    );
+                }
+                Err(error) => {
+                    // e.g. out of file descriptors: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    async fn connection(&self, tcp: TcpStream) -> Result<(), String> {
+        let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp))
+            .await
+            .map_err(|_| "TLS handshake timed out".to_owned())?
+            .map_err(|e| format!("TLS handshake failed: {e}"))?;
+        let (_, session) = tls.get_ref();
+        let chain: Vec<CertificateDer<'static>> = session
+            .peer_certificates()
+            .map(<[_]>::to_vec)
+            .unwrap_or_default();
+        let sni = session.server_name().map(str::to_owned);
+        let mut buffer = Vec::with_capacity(512);
+        let (connect, used) =
+            tokio::time::timeout(CONNECT_TIMEOUT, read_connect(&mut tls, &mut buffer))
+                .await
+                .map_err(|_| "no CONNECT in time".to_owned())??;
+        let (username, guard) = match self.admit(&chain, sni.as_deref(), &connect) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                tracing::info!(
+                    client_id = %connect.client_id,
+                    username = ?connect.username,
+                    ?refusal,
+                    "MQTT connection refused"
+                );
+                let code = refusal.code(connect.level);
+                tls.write_all(&connack(connect.level, code))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = tls.shutdown().await;
+                return Ok(());
+            }
+        };
+        tracing::info!(client_id = %connect.client_id, %username, "MQTT client connected");
+        let mut upstream = TcpStream::connect(self.broker)
+            .await
+            .map_err(|e| format!("cannot reach mosquitto at {}: {e}", self.broker))?;
+        upstream
+            .write_all(&connect.with_credentials(&username).encode())
+            .await
+            .map_err(|e| format!("writing to mosquitto: {e}"))?;
+        buffer.drain(..used);
+        let ended = pipe(tls, upstream, connect.level, buffer).await;
+        drop(guard);
+        tracing::debug!(%username, %ended, "MQTT client disconnected");
+        Ok(())
+    }
+
+    /// Chooses the namespace, authenticates the client and takes a session slot; returns the
+    /// broker username.
+    fn admit(
+        &self,
+        chain: &[CertificateDer<'static>],
+        sni: Option<&str>,
+        connect: &Connect,
+    ) -> Result<(String, SessionGuard), Refusal> {
+        let view = self.source.current();
+        let leaf = chain.first().ok_or(Refusal::BadCredentials)?;
+        let peer = PeerCert::parse(leaf).map_err(|_| Refusal::BadCredentials)?;
+        let enabled: Vec<&NamespaceView> = view.namespaces.iter().filter(|ns| ns.enabled).collect();
+        if enabled.is_empty() {
+            return Err(Refusal::Unavailable);
+        }
+        // A namespace whose hostname the client asked for (SNI) is tried alone; otherwise every
+        // MQTT-enabled namespace is, in order, and the first that knows the client wins.
+        let by_name: Vec<&NamespaceView> = sni
+            .map(|sni| {
+                enabled
+                    .iter()
+                    .copied()
+                    .filter(|ns| {
+                        ns.hostname
+                            .as_deref()
+                            .is_some_and(|h| h.eq_ignore_ascii_case(sni))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let candidates = if by_name.len() == 1 { by_name } else { enabled };
+        let mut refusal = None;
+        for namespace in candidates {
+            match authenticate(namespace, chain, &peer, connect.username.as_deref()) {
+                Ok(client) => {
+                    let username = broker_username(&namespace.name, &client.client)
+                        .ok_or(Refusal::BadCredentials)?;
+                    let guard = self.sessions.acquire(
+                        &namespace.name,
+                        &client.authentication_name,
+                        &connect.client_id,
+                        namespace.max_sessions,
+                    )?;
+                    return Ok((username, guard));
+                }
+                Err(r) => {
+                    refusal.get_or_insert(r);
+                }
+            }
+        }
+        Err(refusal.unwrap_or(Refusal::BadCredentials))
+    }
+}
+
+/// Pipes packets between the client and mosquitto until both directions are done (or the
+/// client broke a rule); says how it ended. `pending` holds client bytes already read.
+async fn pipe<S>(client: S, broker: TcpStream, level: u8, pending: Vec<u8>) -> String
+where
+    S: AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (client_read, mut client_write) = tokio::io::split(client);
+    let (broker_read, broker_write) = broker.into_split();
+    // One writer towards the client, fed by the broker direction and by the front end's own
+    // DISCONNECTs; the bounded channel is the backpressure.
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
+    let writer = async move {
+        while let Some(chunk) = rx.recv().await {
+            // Flush each chunk: rustls may otherwise hold a record back.
+            if client_write.write_all(&chunk).await.is_err() || client_write.flush().await.is_err()
+            {
+                break;
+            }
+        }
+        let _ = client_write.shutdown().await;
+    };
+    let down = to_client(broker_read, tx.clone(), level);
+    let up = to_broker(client_read, broker_write, tx, level, pending);
+    let relay = async move {
+        tokio::pin!(down);
+        tokio::pin!(up);
+        tokio::select! {
+            ended = &mut down => ended,
+            ended = &mut up => {
+                // The write half towards mosquitto is closed; let its last packets through.
+                let _ = tokio::time::timeout(DRAIN_TIMEOUT, &mut down).await;
+                ended
+            }
+        }
+    };
+    let ((), ended) = tokio::join!(writer, relay);
+    ended
+}
+
+/// Broker → client: the CONNACK (v5: with Maximum QoS 1 added), then bytes as they come.
+async fn to_client(
+    mut broker: tokio::net::tcp::OwnedReadHalf,
+    tx: mpsc::Sender<Vec<u8>>,
+    level: u8,
+) -> String {
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut first = Vec::new();
+    loop {
+        match frame_len(&first, usize::MAX) {
+            Ok(Some(len)) => {
+                let mut out = with_max_qos_1(&first[..len], level);
+                out.extend_from_slice(&first[len..]);
+                if tx.send(out).await.is_err() {
+                    return "client gone".into();
+                }
+                break;
+            }
+            Ok(None) => {}
+            Err(_) => {
+                let _ = tx.send(first).await;
+                break;
+            }
+        }
+        match broker.read(&mut chunk).await {
+            Ok(0) | Err(_) => return "broker closed before CONNACK".into(),
+            Ok(n) => first.extend_from_slice(&chunk[..n]),
+        }
+    }
+    loop {
+        match broker.read(&mut chunk).await {
+            Ok(0) => return "broker closed".into(),
+            Err(e) => return format!("broker read failed: {e}"),
+            Ok(n) => {
+                if tx.send(chunk[..n].to_vec()).await.is_err() {
+                    return "client gone".into();
+                }
+            }
+        }
+    }
+}
+
+/// Client → broker, packet by packet: QoS 2 PUBLISH and oversized packets end the connection
+/// (v5: with a DISCONNECT saying why), QoS 2 subscriptions are lowered to 1.
+async fn to_broker<R: AsyncRead + Unpin>(
+    mut client: R,
+    mut broker: tokio::net::tcp::OwnedWriteHalf,
+    tx: mpsc::Sender<Vec<u8>>,
+    level: u8,
+    mut buffer: Vec<u8>,
+) -> String {
+    let mut chunk = vec![0u8; 16 * 1024];
+    let refuse = |reason: u8, why: &str| {
+        let tx = tx.clone();
+        let why = why.to_owned();
+        async move {
+            if level == V5 {
+                let _ = tx.send(disconnect(reason)).await;
+                // Some clients (rumqttc) drop a packet that arrives together with the close;
+                // give the DISCONNECT a moment of its own.
+                tokio::time::sleep(LINGER).await;
+            }
+            why
+        }
+    };
+    loop {
+        loop {
+            let len = match frame_len(&buffer, MAX_PACKET_SIZE) {
+                Ok(Some(len)) => len,
+                Ok(None) => break,
+                Err(PacketError::TooLarge(len)) => {
+                    return refuse(PACKET_TOO_LARGE, &format!("packet of {len} bytes refused"))
+                        .await;
+                }
+                Err(e) => return format!("bad packet: {e}"),
+            };
+            let mut packet: Vec<u8> = buffer.drain(..len).collect();
+            if publish_qos(packet[0]) == Some(2) {
+                return refuse(QOS_NOT_SUPPORTED, "QoS 2 PUBLISH refused").await;
+            }
+            if let Err(e) = cap_subscribe_qos(&mut packet, level) {
+                return format!("bad SUBSCRIBE: {e}");
+            }
+            if let Err(e) = broker.write_all(&packet).await {
+                return format!("broker write failed: {e}");
+            }
+        }
+        match client.read(&mut chunk).await {
+            Ok(0) => return "client closed".into(),
+            Err(e) => return format!("client read failed: {e}"),
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Reads until `buffer` holds a whole CONNECT; returns it and its length (bytes after it, e.g.
+/// a SUBSCRIBE sent without waiting for CONNACK, stay in `buffer`).
+async fn read_connect<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buffer: &mut Vec<u8>,
+) -> Result<(Connect, usize), String> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(found) = Connect::parse(buffer, MAX_PACKET_SIZE).map_err(|e| e.to_string())? {
+            return Ok(found);
+        }
+        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed before CONNECT".into());
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Live sessions, to enforce `maximumClientSessionsPerAuthenticationName` and keep a client
+/// id to one authentication name.
+#[derive(Debug, Default)]
+pub(crate) struct Sessions {
+    inner: Mutex<SessionsInner>,
+}
+
+#[derive(Debug, Default)]
+struct SessionsInner {
+    /// (namespace, authentication name) → client id → live connections.
+    by_name: HashMap<(String, String), HashMap<String, usize>>,
+    /// (namespace, client id) → the authentication name holding it.
+    owners: HashMap<(String, String), String>,
+    /// Numbers connections with an empty client id, each a session of its own.
+    anonymous: u64,
+}
+
+/// A session slot, given back on drop.
+#[derive(Debug)]
+pub(crate) struct SessionGuard {
+    sessions: Arc<Sessions>,
+    namespace: String,
+    name: String,
+    client_id: String,
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SessionsInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes a slot for `client_id` of `name`. The same client id reconnecting takes over its
+    /// session and needs no new slot; a client id live under another authentication name is
+    /// refused (Event Grid: unauthorized).
+    pub(crate) fn acquire(
+        self: &Arc<Self>,
+        namespace: &str,
+        name: &str,
+        client_id: &str,
+        max: usize,
+    ) -> Result<SessionGuard, Refusal> {
+        let namespace = namespace.to_lowercase();
+        let name = name.to_lowercase();
+        let mut inner = self.lock();
+        let client_id = if client_id.is_empty() {
+            inner.anonymous += 1;
+            format!("\0anonymous-{}", inner.anonymous)
+        } else {
+            client_id.to_owned()
+        };
+        let id_key = (namespace.clone(), client_id.clone());
+        if inner
+            .owners
+            .get(&id_key)
+            .is_some_and(|owner| *owner != name)
+        {
+            return Err(Refusal::NotAuthorized);
+        }
+        let sessions = inner
+            .by_name
+            .entry((namespace.clone(), name.clone()))
+            .or_default();
+        if !sessions.contains_key(&client_id) && sessions.len() >= max {
+            return Err(Refusal::QuotaExceeded);
+        }
+        *sessions.entry(client_id.clone()).or_default() += 1;
+        inner.owners.insert(id_key, name.clone());
+        Ok(SessionGuard {
+            sessions: Arc::clone(self),
+            namespace,
+            name,
+            client_id,
+        })
+    }
+
+    /// Live sessions of an authentication name.
+    #[cfg(test)]
+    fn count(&self, namespace: &str, name: &str) -> usize {
+        self.lock()
+            .by_name
+            .get(&(namespace.to_lowercase(), name.to_lowercase()))
+            .map_or(0, HashMap::len)
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        let mut inner = self.sessions.lock();
+        let key = (self.namespace.clone(), self.name.clone());
+        let Some(sessions) = inner.by_name.get_mut(&key) else {
+            return;
+        };
+        if let Some(count) = sessions.get_mut(&self.client_id) {
+            *count -= 1;
+            if *count == 0 {
+                sessions.remove(&self.client_id);
+                inner
+                    .owners
+                    .remove(&(self.namespace.clone(), self.client_id.clone()));
+            }
+        }
+        if inner.by_name.get(&key).is_some_and(HashMap::is_empty) {
+            inner.by_name.remove(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_are_counted_per_authentication_name() {
+        let sessions = Arc::new(Sessions::default());
+        let a = sessions.acquire("ns", "bridge", "b1", 2).unwrap();
+        let b = sessions.acquire("ns", "Bridge", "b2", 2).unwrap();
+        assert_eq!(
+            sessions.acquire("ns", "bridge", "b3", 2).unwrap_err(),
+            Refusal::QuotaExceeded
+        );
+        // Taking over its own session needs no new slot.
+        let again = sessions.acquire("ns", "bridge", "b1", 2).unwrap();
+        // Another name may not take a live client id.
+        assert_eq!(
+            sessions.acquire("ns", "mosquitto", "b1", 2).unwrap_err(),
+            Refusal::NotAuthorized
+        );
+        // Other namespaces count apart.
+        let other = sessions.acquire("ns2", "bridge", "b3", 1).unwrap();
+        assert_eq!(sessions.count("ns", "bridge"), 2);
+        drop((a, again));
+        let c = sessions.acquire("ns", "bridge", "b3", 2).unwrap();
+        drop((b, c, other));
+        assert_eq!(sessions.count("ns", "bridge"), 0);
+        let first = sessions.acquire("ns", "x", "", 1).unwrap();
+        assert_eq!(
+            sessions.acquire("ns", "x", "", 1).unwrap_err(),
+            Refusal::QuotaExceeded,
+            "an empty client id is a new session"
+        );
+        drop(first);
+        assert!(sessions.lock().owners.is_empty());
+    }
+}
