@@ -69,8 +69,9 @@ pub(crate) struct ArmArgs {
         default_value = "https://management.azure.com"
     )]
     endpoint: String,
-    /// How to get tokens: auto, azure-cli, developer-tools, service-principal,
-    /// workload-identity, managed-identity.
+    /// How to get tokens: auto, azure-cli, developer-tools, service-principal (secret or
+    /// certificate: AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH), workload-identity,
+    /// managed-identity.
     #[arg(long, default_value = "auto")]
     credential: String,
     /// Use the bearer token in this environment variable (e.g. for the emulator).

@@ -9,7 +9,7 @@
 //! | [`Auto`](CredentialChoice::Auto) | the first that fits, see below | |
 //! | [`AzureCli`](CredentialChoice::AzureCli) | `azure_identity::AzureCliCredential` | `az login` |
 //! | [`DeveloperTools`](CredentialChoice::DeveloperTools) | `azure_identity::DeveloperToolsCredential` (az, then azd) | `az login` or `azd auth login` |
-//! | [`ServicePrincipal`](CredentialChoice::ServicePrincipal) | `azure_identity::ClientSecretCredential` | `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET` |
+//! | [`ServicePrincipal`](CredentialChoice::ServicePrincipal) | `azure_identity::ClientSecretCredential`, or with a certificate a client assertion ([`assertion`](super::assertion)) | `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, and `AZURE_CLIENT_SECRET` or `AZURE_CLIENT_CERTIFICATE_PATH` (PEM: certificate + RSA key) |
 //! | [`WorkloadIdentity`](CredentialChoice::WorkloadIdentity) | `azure_identity::WorkloadIdentityCredential` | `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_FEDERATED_TOKEN_FILE` |
 //! | [`ManagedIdentity`](CredentialChoice::ManagedIdentity) | `azure_identity::ManagedIdentityCredential` | an Azure host (VM, App Service) |
 //! | [`StaticTokenEnv`](CredentialChoice::StaticTokenEnv) | [`StaticToken`] | the variable holding the token |
@@ -19,12 +19,14 @@
 //! 1. [`STATIC_TOKEN_VAR`] (`E4K_ARM_TOKEN`) is set → [`StaticToken`] (the emulator, or a token
 //!    from `az account get-access-token`);
 //! 2. `AZURE_FEDERATED_TOKEN_FILE` is set → workload identity (a Kubernetes pod);
-//! 3. `AZURE_CLIENT_SECRET` is set → service principal;
-//! 4. otherwise → developer tools (Azure CLI, then Azure Developer CLI).
+//! 3. `AZURE_CLIENT_CERTIFICATE_PATH` is set → service principal with a certificate;
+//! 4. `AZURE_CLIENT_SECRET` is set → service principal;
+//! 5. otherwise → developer tools (Azure CLI, then Azure Developer CLI).
 //!
 //! Managed identity is never picked automatically (probing the instance metadata endpoint off
-//! Azure is slow): choose it explicitly. Client certificate credentials are left out: in
-//! azure_identity they need its `client_certificate` feature, which pulls in OpenSSL.
+//! Azure is slow): choose it explicitly. Certificate credentials are signed client assertions
+//! built without OpenSSL (azure_identity's own needs its `client_certificate` feature and
+//! OpenSSL); `AZURE_AUTHORITY_HOST` sets the authority for sovereign clouds.
 //!
 //! Empty variables count as missing everywhere.
 
@@ -51,6 +53,8 @@ const TENANT_ID: &str = "AZURE_TENANT_ID";
 const CLIENT_ID: &str = "AZURE_CLIENT_ID";
 const CLIENT_SECRET: &str = "AZURE_CLIENT_SECRET";
 const FEDERATED_TOKEN_FILE: &str = "AZURE_FEDERATED_TOKEN_FILE";
+const CLIENT_CERTIFICATE_PATH: &str = "AZURE_CLIENT_CERTIFICATE_PATH";
+const AUTHORITY_HOST: &str = "AZURE_AUTHORITY_HOST";
 
 /// The expiry reported for a [`StaticToken`]: far enough away that no cache ever refreshes it.
 const STATIC_TOKEN_EXPIRY: OffsetDateTime = datetime!(9999-01-01 0:00 UTC);
@@ -172,6 +176,12 @@ enum Source {
         client_id: String,
         secret: SecretString,
     },
+    ServicePrincipalCertificate {
+        tenant_id: String,
+        client_id: String,
+        certificate: PathBuf,
+        authority: String,
+    },
     AzureCli,
     DeveloperTools,
     Managed {
@@ -185,6 +195,7 @@ impl Source {
             Self::Static(_) => "static token",
             Self::Workload { .. } => "workload identity",
             Self::ServicePrincipal { .. } => "service principal",
+            Self::ServicePrincipalCertificate { .. } => "service principal certificate",
             Self::AzureCli => "azure cli",
             Self::DeveloperTools => "developer tools",
             Self::Managed { .. } => "managed identity",
@@ -220,6 +231,17 @@ impl Source {
                 None,
             )
             .map_err(refused)?,
+            Self::ServicePrincipalCertificate {
+                tenant_id,
+                client_id,
+                certificate,
+                authority,
+            } => super::assertion::certificate_credential(
+                &certificate,
+                &tenant_id,
+                &client_id,
+                &authority,
+            )?,
             Self::AzureCli => AzureCliCredential::new(None).map_err(refused)?,
             Self::DeveloperTools => DeveloperToolsCredential::new(None).map_err(refused)?,
             Self::Managed { client_id } => {
@@ -241,6 +263,8 @@ fn resolve(choice: &CredentialChoice, env: &dyn Fn(&str) -> Option<String>) -> R
                 StaticToken::from_env(STATIC_TOKEN_VAR, env).map(Source::Static)
             } else if lookup(env, FEDERATED_TOKEN_FILE).is_some() {
                 workload(env)
+            } else if lookup(env, CLIENT_CERTIFICATE_PATH).is_some() {
+                service_principal_certificate(env)
             } else if lookup(env, CLIENT_SECRET).is_some() {
                 service_principal(env)
             } else {
@@ -249,7 +273,15 @@ fn resolve(choice: &CredentialChoice, env: &dyn Fn(&str) -> Option<String>) -> R
         }
         CredentialChoice::AzureCli => Ok(Source::AzureCli),
         CredentialChoice::DeveloperTools => Ok(Source::DeveloperTools),
-        CredentialChoice::ServicePrincipal => service_principal(env),
+        CredentialChoice::ServicePrincipal => {
+            if lookup(env, CLIENT_CERTIFICATE_PATH).is_some()
+                && lookup(env, CLIENT_SECRET).is_none()
+            {
+                service_principal_certificate(env)
+            } else {
+                service_principal(env)
+            }
+        }
         CredentialChoice::WorkloadIdentity => workload(env),
         CredentialChoice::ManagedIdentity { client_id } => Ok(Source::Managed {
             client_id: client_id.clone().filter(|id| !id.trim().is_empty()),
@@ -285,6 +317,22 @@ fn service_principal(env: &dyn Fn(&str) -> Option<String>) -> Result<Source> {
         tenant_id,
         client_id,
         secret: SecretString::from(secret),
+    })
+}
+
+fn service_principal_certificate(env: &dyn Fn(&str) -> Option<String>) -> Result<Source> {
+    let [tenant_id, client_id, certificate] = required(
+        env,
+        "service principal certificate",
+        [TENANT_ID, CLIENT_ID, CLIENT_CERTIFICATE_PATH],
+        "set them (AZURE_CLIENT_CERTIFICATE_PATH: a PEM file with the certificate and its RSA key)",
+    )?;
+    Ok(Source::ServicePrincipalCertificate {
+        tenant_id,
+        client_id,
+        certificate: PathBuf::from(certificate),
+        authority: lookup(env, AUTHORITY_HOST)
+            .unwrap_or_else(|| super::assertion::DEFAULT_AUTHORITY.to_owned()),
     })
 }
 
@@ -366,6 +414,31 @@ mod tests {
         (CLIENT_ID, "client-1"),
         (CLIENT_SECRET, "hunter2-secret"),
     ];
+
+    #[test]
+    fn a_certificate_path_selects_certificate_credentials() {
+        let cert = [
+            (TENANT_ID, "t"),
+            (CLIENT_ID, "c"),
+            (CLIENT_CERTIFICATE_PATH, "/sp.pem"),
+        ];
+        assert_eq!(
+            resolved(&CredentialChoice::Auto, &cert).unwrap(),
+            "service principal certificate"
+        );
+        assert_eq!(
+            resolved(&CredentialChoice::ServicePrincipal, &cert).unwrap(),
+            "service principal certificate"
+        );
+        let reason = reason(resolve(
+            &CredentialChoice::Auto,
+            &fake(&[(CLIENT_CERTIFICATE_PATH, "/x")]),
+        ));
+        assert!(
+            reason.contains("AZURE_TENANT_ID") && reason.contains("AZURE_CLIENT_ID"),
+            "{reason}"
+        );
+    }
 
     #[test]
     fn auto_follows_the_documented_order() {

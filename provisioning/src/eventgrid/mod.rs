@@ -3,6 +3,7 @@
 //!
 //! - [`arm`]: the ARM client: requests with retries (429/5xx, `Retry-After`, capped exponential
 //!   backoff), long-running operations, paged lists, cancellation.
+//! - [`assertion`]: service principal certificate credentials (RS256 client assertions).
 //! - [`credential`]: access tokens: Azure CLI / developer tools, service principal, workload and
 //!   managed identity (azure_identity), or a static token for the emulator.
 //! - [`spec`]: the YAML spec file (`templates/eventgrid.yaml` is the seed's whole setup).
@@ -16,6 +17,7 @@
 
 pub mod apply;
 pub mod arm;
+pub mod assertion;
 pub mod credential;
 pub mod model;
 pub mod plan;
