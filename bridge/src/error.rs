@@ -1,17 +1,21 @@
-//! The crate's hard-failure error type.
+//! The crate's hard-failure error type, [`BridgeError`].
 //!
 //! Problems with an otherwise readable configuration (a wildcard target, a missing secret, ...)
 //! are not errors: they are collected in a [`Report`](crate::config::Report) so that every one
-//! of them can be shown at once. [`ConfigError`] is only for input that cannot be read or parsed
-//! at all.
+//! of them can be shown at once. [`BridgeError`] is for input that cannot be read or parsed at
+//! all, and for the few things that stop the engine from starting (a metrics address that
+//! cannot be bound, a transport it does not speak). Broker connection problems are never
+//! errors of [`run`](crate::engine::Bridge::run): the engine logs them, reports them on
+//! `/readyz` and keeps retrying.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// A bridge configuration that could not be read or parsed.
+/// Why the bridge could not read its configuration or could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ConfigError {
+pub enum BridgeError {
     /// The configuration file could not be read.
     #[error("cannot read bridge config {}", path.display())]
     Read {
@@ -50,15 +54,62 @@ pub enum ConfigError {
         /// What is wrong, from the YAML parser.
         message: String,
     },
+    /// The metrics and health endpoint could not listen on its address.
+    #[error("cannot listen on {addr} for /metrics, /healthz and /readyz")]
+    MetricsListen {
+        /// The address given with `--metrics-listen`.
+        addr: SocketAddr,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration asks for something the engine does not implement.
+    #[error("{what} is not supported by the bridge engine; {hint}")]
+    Unsupported {
+        /// What was asked for, e.g. `MQTT over WebSocket`.
+        what: String,
+        /// What to do instead.
+        hint: String,
+    },
+    /// `--instance-index` names an instance the connector does not have.
+    #[error(
+        "instance index {index} is out of range: connector `{bridge}` has {instances} \
+         instance(s) (0..{instances})"
+    )]
+    InstanceOutOfRange {
+        /// The connector.
+        bridge: String,
+        /// The index asked for.
+        index: u32,
+        /// `bridgeInstances`.
+        instances: u32,
+    },
+    /// The TLS client configuration could not be built (e.g. no TLS 1.2/1.3 support in the
+    /// crypto provider).
+    #[error("cannot set up TLS for the {side} broker: {reason}")]
+    Tls {
+        /// `local` or `remote`.
+        side: &'static str,
+        /// What rustls reported.
+        reason: String,
+    },
+    /// A bridge task ended abnormally (a bug: it panicked).
+    #[error("bridge task `{task}` failed: {reason}")]
+    Task {
+        /// The task's name.
+        task: String,
+        /// The panic message, when there is one.
+        reason: String,
+    },
 }
 
-/// Renders [`ConfigError::Yaml`] as `file:line:column: path: message`, leaving out the parts
+/// Renders [`BridgeError::Yaml`] as `file:line:column: path: message`, leaving out the parts
 /// that are unknown.
-struct YamlErrorDisplay<'a>(&'a ConfigError);
+struct YamlErrorDisplay<'a>(&'a BridgeError);
 
 impl fmt::Display for YamlErrorDisplay<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ConfigError::Yaml {
+        let BridgeError::Yaml {
             source_name,
             path,
             line,

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use e4k_bridge::config::{
-    self, Authentication, ConfigError, ConfigOptions, Direction, LogLevel, Problem, QoS, RawConfig,
+    self, Authentication, BridgeError, ConfigOptions, Direction, LogLevel, Problem, QoS, RawConfig,
     Report, SessionRole, Severity, SharedSubscription, Transport, TrustRoots,
 };
 
@@ -1191,14 +1191,14 @@ fn resolve_fails_with_the_full_report() {
 // ---------------------------------------------------------------------------------------------
 // Malformed input
 
-fn yaml_error(yaml: &str) -> ConfigError {
+fn yaml_error(yaml: &str) -> BridgeError {
     RawConfig::parse_str(yaml).unwrap_err()
 }
 
 #[test]
 fn malformed_yaml_is_a_config_error_with_line_and_column() {
     let yaml = with_routes("    - {direction: local-to-remote, name: a, source: [a/#}\n");
-    let ConfigError::Yaml {
+    let BridgeError::Yaml {
         path, line, column, ..
     } = yaml_error(&yaml)
     else {
@@ -1213,7 +1213,7 @@ fn malformed_yaml_is_a_config_error_with_line_and_column() {
 fn wrong_type_is_a_config_error_with_its_path() {
     let yaml = with_routes("    - {direction: local-to-remote, name: a, source: a/#, qos: high}\n");
     let error = yaml_error(&yaml);
-    let ConfigError::Yaml {
+    let BridgeError::Yaml {
         path, line, column, ..
     } = &error
     else {
@@ -1239,7 +1239,7 @@ fn hostile_yaml_fails_without_panicking() {
     let documents = "---\na: 1\n".repeat(5_000);
     for input in [&bomb, &deep, &documents] {
         let error = yaml_error(input);
-        assert!(matches!(error, ConfigError::Yaml { .. }), "{error}");
+        assert!(matches!(error, BridgeError::Yaml { .. }), "{error}");
     }
     for input in [
         "\u{0}\u{1}\u{2}",
@@ -1261,7 +1261,7 @@ fn oversized_input_is_refused() {
     let yaml = format!("# {}\n", "x".repeat(5 * 1024 * 1024));
     assert!(matches!(
         yaml_error(&yaml),
-        ConfigError::TooLarge { limit, .. } if limit == 4 * 1024 * 1024
+        BridgeError::TooLarge { limit, .. } if limit == 4 * 1024 * 1024
     ));
 }
 
@@ -1269,7 +1269,7 @@ fn oversized_input_is_refused() {
 fn unreadable_file_is_a_config_error_with_its_path() {
     let missing = Path::new("/nonexistent/bridge.yaml");
     let error = RawConfig::load(missing).unwrap_err();
-    assert!(matches!(&error, ConfigError::Read { path, .. } if path == missing));
+    assert!(matches!(&error, BridgeError::Read { path, .. } if path == missing));
     assert_eq!(
         error.to_string(),
         "cannot read bridge config /nonexistent/bridge.yaml"

@@ -62,6 +62,9 @@ enum Command {
     /// The seed flow end to end: certificates, Event Grid, bridge config, Secret and manifests,
     /// skipping what is already done.
     Up(cmd::up::UpArgs),
+    /// Run the seed walkthrough on this machine with no Azure account: the Event Grid emulator,
+    /// `e4k up`, a local broker, the bridge, and the seed's mosquitto sessions.
+    Demo(cmd::demo::DemoArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -96,6 +99,7 @@ fn run(command: Command, out: &Output) -> anyhow::Result<ExitCode> {
         Command::Eventgrid(command) => cmd::eventgrid::run(command, out),
         Command::K8s(command) => cmd::k8s::run(command, out),
         Command::Up(args) => cmd::up::run(args, out),
+        Command::Demo(args) => cmd::demo::run(args, out),
         Command::Bridge(command) => cmd::bridge::run(command, out),
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -243,7 +243,14 @@ fn remote_connection(
         }
     };
     let tls = match tls {
-        Some(raw) => tls_settings(&parent, raw, true, ctx, file_checks),
+        Some(raw) => tls_settings(&parent, raw, true, ctx, file_checks).map(|tls| {
+            match &ctx.options.remote_ca_file {
+                Some(path) => Tls {
+                    trust: TrustRoots::File { path: path.clone() },
+                },
+                None => tls,
+            }
+        }),
         None => {
             ctx.error(
                 &parent,

@@ -4,7 +4,7 @@
 //! # Flow
 //!
 //! 1. [`RawConfig::load`] / [`RawConfig::parse_str`] read the YAML stream ([`crd`] types).
-//!    Only unreadable or malformed input fails here, with a [`ConfigError`].
+//!    Only unreadable or malformed input fails here, with a [`BridgeError`].
 //! 2. [`validate()`] lists **every** problem as a [`Report`]: unknown fields, invalid topics,
 //!    QoS, overlapping routes, missing or mismatched certificate files, and more.
 //! 3. [`resolve()`] returns the [`BridgeConfig`]s with all defaults applied when the report has
@@ -57,7 +57,7 @@ pub use self::resolve::{
     SessionRole, SessionSettings, SharedSubscription, Tls, Transport, TrustRoots,
 };
 pub use self::topic::{TopicError, TopicFilter};
-pub use crate::error::ConfigError;
+pub use crate::error::BridgeError;
 
 mod build;
 pub mod crd;

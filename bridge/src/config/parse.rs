@@ -2,7 +2,7 @@
 //!
 //! serde-saphyr parses with a [`Budget`](serde_saphyr::Budget) so that hostile input (alias
 //! bombs, deep nesting, huge scalars, document storms) fails fast with a
-//! [`ConfigError::Yaml`] instead of exhausting memory, and input over [`MAX_INPUT_BYTES`] is
+//! [`BridgeError::Yaml`] instead of exhausting memory, and input over [`MAX_INPUT_BYTES`] is
 //! refused before parsing.
 //!
 //! **Error paths.** `serde_path_to_error` cannot be used here: the raw types read their keys
@@ -20,7 +20,7 @@ use serde::de::{Deserialize, Deserializer};
 use serde_saphyr::{Budget, MessageFormatter as _, Options, UserMessageFormatter};
 
 use super::crd::RawDocument;
-use crate::error::ConfigError;
+use crate::error::BridgeError;
 
 /// Largest accepted input, in bytes (a bridge config is a few kilobytes).
 pub const MAX_INPUT_BYTES: u64 = 4 * 1024 * 1024;
@@ -42,9 +42,9 @@ impl RawConfig {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::TooLarge`] over [`MAX_INPUT_BYTES`]; [`ConfigError::Yaml`] for malformed
+    /// [`BridgeError::TooLarge`] over [`MAX_INPUT_BYTES`]; [`BridgeError::Yaml`] for malformed
     /// YAML, a breached parser budget, or a value of the wrong type.
-    pub fn parse_str(yaml: &str) -> Result<Self, ConfigError> {
+    pub fn parse_str(yaml: &str) -> Result<Self, BridgeError> {
         parse_str(yaml, IN_MEMORY)
     }
 
@@ -52,11 +52,11 @@ impl RawConfig {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::Read`] when the file cannot be read, [`ConfigError::NotUtf8`], and the
+    /// [`BridgeError::Read`] when the file cannot be read, [`BridgeError::NotUtf8`], and the
     /// errors of [`RawConfig::parse_str`].
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+    pub fn load(path: &Path) -> Result<Self, BridgeError> {
         let source_name = path.display().to_string();
-        let read_error = |source| ConfigError::Read {
+        let read_error = |source| BridgeError::Read {
             path: path.to_owned(),
             source,
         };
@@ -65,16 +65,16 @@ impl RawConfig {
         file.take(MAX_INPUT_BYTES + 1)
             .read_to_end(&mut bytes)
             .map_err(read_error)?;
-        let text = String::from_utf8(bytes).map_err(|_| ConfigError::NotUtf8 {
+        let text = String::from_utf8(bytes).map_err(|_| BridgeError::NotUtf8 {
             source_name: source_name.clone(),
         })?;
         parse_str(&text, &source_name)
     }
 }
 
-fn parse_str(yaml: &str, source_name: &str) -> Result<RawConfig, ConfigError> {
+fn parse_str(yaml: &str, source_name: &str) -> Result<RawConfig, BridgeError> {
     if yaml.len() as u64 > MAX_INPUT_BYTES {
-        return Err(ConfigError::TooLarge {
+        return Err(BridgeError::TooLarge {
             source_name: source_name.to_owned(),
             limit: MAX_INPUT_BYTES,
         });
@@ -90,7 +90,7 @@ fn parse_str(yaml: &str, source_name: &str) -> Result<RawConfig, ConfigError> {
         Err(error) => {
             let location = error.location();
             let message = UserMessageFormatter.format_message(error.without_snippet());
-            Err(ConfigError::Yaml {
+            Err(BridgeError::Yaml {
                 source_name: source_name.to_owned(),
                 path: trace.path(),
                 line: location.map(|l| l.line()).filter(|&l| l > 0),

@@ -71,6 +71,9 @@ pub struct ConfigOptions {
     pub remote_endpoint: Option<String>,
     /// Replaces the local endpoint of every connector.
     pub local_endpoint: Option<String>,
+    /// A PEM file of CA certificates that replaces the remote connection's trusted roots
+    /// (e.g. `--remote-ca-file`, for a test broker standing in for Event Grid).
+    pub remote_ca_file: Option<PathBuf>,
     /// Session expiry interval for both brokers.
     pub session_expiry: Duration,
     /// Keep-alive interval for both brokers.
@@ -90,6 +93,7 @@ impl Default for ConfigOptions {
             configmaps_dir: PathBuf::from(DEFAULT_CONFIGMAPS_DIR),
             remote_endpoint: None,
             local_endpoint: None,
+            remote_ca_file: None,
             session_expiry: DEFAULT_SESSION_EXPIRY,
             keep_alive: DEFAULT_KEEP_ALIVE,
             check_files: true,
@@ -225,6 +229,12 @@ pub enum TrustRoots {
         name: String,
         /// `<configmaps_dir>/<name>`.
         dir: PathBuf,
+    },
+    /// Every certificate of one PEM file given by the caller
+    /// ([`ConfigOptions::remote_ca_file`]).
+    File {
+        /// The PEM file.
+        path: PathBuf,
     },
 }
 

@@ -279,6 +279,28 @@ fn check_options(options: &ConfigOptions, report: &mut Report) {
             );
         }
     }
+    if let Some(path) = options
+        .remote_ca_file
+        .as_ref()
+        .filter(|_| options.check_files)
+    {
+        let problem = match std::fs::read(path) {
+            Err(error) => Some(format!("cannot read CA file {}: {error}", path.display())),
+            Ok(bytes) => {
+                use rustls_pki_types::pem::PemObject as _;
+                let certificates: Result<Vec<_>, _> =
+                    rustls_pki_types::CertificateDer::pem_slice_iter(&bytes).collect();
+                match certificates {
+                    Ok(found) if !found.is_empty() => None,
+                    Ok(_) => Some(format!("{} holds no PEM certificate", path.display())),
+                    Err(error) => Some(format!("{} is not valid PEM: {error}", path.display())),
+                }
+            }
+        };
+        if let Some(message) = problem {
+            report.error(&Site::option("options.remote_ca_file"), message);
+        }
+    }
     let limits = [
         (
             "options.session_expiry",

@@ -228,6 +228,7 @@ fn run_bridge(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .finish();
     let dispatch = tracing::Dispatch::new(subscriber);
 

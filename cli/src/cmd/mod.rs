@@ -2,6 +2,7 @@
 
 pub(crate) mod bridge;
 pub(crate) mod certs;
+pub(crate) mod demo;
 pub(crate) mod eventgrid;
 pub(crate) mod k8s;
 pub(crate) mod up;

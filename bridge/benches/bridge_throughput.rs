@@ -1,0 +1,182 @@
+//! Throughput smoke benchmark (not a test): N QoS 1 messages of 256 bytes published on a
+//! local mosquitto, forwarded by the bridge (in-process) to a TLS mosquitto standing in for
+//! Event Grid, counted by a subscriber there; and, as a baseline, the same N published
+//! directly into the remote broker. Prints a Markdown table.
+//!
+//! ```text
+//! cargo bench -p e4k-bridge --bench bridge_throughput            # N = 20000
+//! E4K_BENCH_MESSAGES=100000 cargo bench -p e4k-bridge --bench bridge_throughput
+//! ```
+
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_precision_loss
+)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Env, Running, TestClient, run_options};
+use rumqttc::v5::mqttbytes::QoS;
+
+const PAYLOAD: usize = 256;
+
+/// Unbounded broker queues, so that the brokers never drop a QoS 1 message of the run (by
+/// default mosquitto drops beyond 1000 queued messages per session). `max_inflight_messages`
+/// stays at its default: with 0 (unlimited) mosquitto 2.0.11 ignores the bridge's Receive
+/// Maximum altogether and the bridge has to reconnect to stop the flood.
+const QUEUES: &str = "max_queued_messages 0";
+
+const ONE_ROUTE: &str = "    - direction: local-to-remote
+      name: out
+      source: e2e/out/#
+";
+
+const SHARED_ROUTE: &str = "    - direction: local-to-remote
+      name: out
+      source: e2e/out/#
+      sharedSubscription:
+        groupName: bench
+        groupMinimumShareNumber: 4
+";
+
+struct Row {
+    scenario: &'static str,
+    messages: usize,
+    elapsed: Duration,
+    received: usize,
+}
+
+/// Publishes `n` messages with `publisher` and waits until `subscriber` received them all.
+async fn pump(publisher: &TestClient, subscriber: &mut TestClient, n: usize) -> (Duration, usize) {
+    let payload = bytes::Bytes::from(vec![b'x'; PAYLOAD]);
+    let started = Instant::now();
+    let publish = async {
+        for _ in 0..n {
+            publisher
+                .client
+                .publish_bytes("e2e/out/bench", QoS::AtLeastOnce, false, payload.clone())
+                .await
+                .unwrap();
+        }
+    };
+    let receive = async {
+        let mut received = 0;
+        while received < n {
+            match subscriber.try_recv(Duration::from_secs(20)).await {
+                Some(_) => received += 1,
+                None => break,
+            }
+        }
+        received
+    };
+    let ((), received) = tokio::join!(publish, receive);
+    (started.elapsed(), received)
+}
+
+async fn through_bridge(n: usize, routes: &'static str, scenario: &'static str) -> Row {
+    let local_queues = std::env::var("E4K_BENCH_LOCAL").unwrap_or_else(|_| QUEUES.to_owned());
+    let env = Env::with_local(QUEUES, &local_queues);
+    let mut options = run_options();
+    options.receive_maximum = Some(100);
+    let bridge = Running::start(&env.config(1, routes), options);
+    bridge.ready().await;
+    let mut subscriber = env.remote_client("bench-sub").await;
+    subscriber.subscribe("e2e/out/#", QoS::AtLeastOnce).await;
+    let publisher = env.local_client("bench-pub").await;
+    let (elapsed, received) = pump(&publisher, &mut subscriber, n).await;
+    if std::env::var_os("E4K_BENCH_METRICS").is_some() {
+        for line in bridge.handle.metrics().lines() {
+            if !line.contains("bucket") && !line.starts_with('#') && !line.ends_with(" 0") {
+                eprintln!("{line}");
+            }
+        }
+    }
+    bridge.stop().await;
+    Row {
+        scenario,
+        messages: n,
+        elapsed,
+        received,
+    }
+}
+
+async fn direct(n: usize) -> Row {
+    let env = Env::with_local(QUEUES, QUEUES);
+    let mut subscriber = env.remote_client("bench-sub").await;
+    subscriber.subscribe("e2e/out/#", QoS::AtLeastOnce).await;
+    let publisher = env.remote_client("bench-pub").await;
+    let (elapsed, received) = pump(&publisher, &mut subscriber, n).await;
+    Row {
+        scenario: "direct into the remote broker (no bridge, baseline)",
+        messages: n,
+        elapsed,
+        received,
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; anything else (e.g. a filter) is ignored.
+    let n: usize = std::env::var("E4K_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rows = runtime.block_on(async {
+        vec![
+            direct(n).await,
+            through_bridge(n, ONE_ROUTE, "local → bridge (1 session) → remote").await,
+            through_bridge(
+                n,
+                SHARED_ROUTE,
+                "local → bridge (4-member shared subscription) → remote",
+            )
+            .await,
+        ]
+    });
+    println!(
+        "\n{n} QoS 1 messages of {PAYLOAD} B; mosquitto {} on loopback, remote over TLS 1.3 with client certificates; {} CPUs\n",
+        mosquitto_version(),
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
+    );
+    println!("| Scenario | Messages received | Wall time | msg/s |");
+    println!("|---|---:|---:|---:|");
+    for row in rows {
+        println!(
+            "| {} | {}/{} | {:.2} s | {:.0} |",
+            row.scenario,
+            row.received,
+            row.messages,
+            row.elapsed.as_secs_f64(),
+            row.received as f64 / row.elapsed.as_secs_f64()
+        );
+    }
+}
+
+fn mosquitto_version() -> String {
+    std::process::Command::new(e4k_tests::mosquitto_binary())
+        .arg("-h")
+        .output()
+        .ok()
+        .and_then(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .map(|line| line.trim_start_matches("mosquitto version ").to_owned())
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,523 @@
+//! The seed walkthrough (`templates/bridge.yaml`, "Use MQTT bridge to connect to Azure Event
+//! Grid"), automated: a plain local mosquitto, a TLS mosquitto standing in for Event Grid
+//! (`require_certificate`, `use_identity_as_username`, an ACL with the seed's permissions),
+//! certificates from `e4k certs`, the real `e4k bridge run` with only the endpoints (and the
+//! stand-in's CA) given on the command line, and `mosquitto_pub` / `mosquitto_sub` as the
+//! seed runs them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod util;
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e4k_tests::Mosquitto;
+use util::Dir;
+
+/// The seed's Event Grid permissions: the bridge publishes telemetry and receives commands;
+/// the `mosquitto` commander publishes commands and reads telemetry.
+const ACL: &str = "\
+user mqttbridge
+topic write factory/telemetry/#
+topic read command/#
+
+user mosquitto
+topic write command/#
+topic read factory/telemetry/#
+";
+
+fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// `GET path` on 127.0.0.1:port: (status, body).
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_owned();
+    Some((status, body))
+}
+
+/// The sum of the samples of metric lines starting with `prefix`.
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|line| line.starts_with(prefix))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A running `e4k bridge run`, killed on drop if still running.
+struct BridgeProcess {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl BridgeProcess {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bridge did not exit after SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for BridgeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_bridge(dir: &Dir, args: &[&str]) -> BridgeProcess {
+    let log = dir.path("bridge.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_e4k"))
+        .arg("bridge")
+        .arg("run")
+        .args(args)
+        .current_dir(dir.dir.path())
+        .env_remove("RUST_LOG")
+        .env_remove("E4K_INSTANCE_INDEX")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    BridgeProcess { child, log }
+}
+
+fn seed_yaml() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../templates/bridge.yaml")
+        .display()
+        .to_string()
+}
+
+/// Sets up the PKI and the remote broker's files: returns (remote listener config).
+fn pki_and_remote_config(d: &Dir) -> String {
+    d.init_pki(&[]);
+    d.create(
+        "broker",
+        &[
+            "--profile",
+            "server",
+            "--san",
+            "localhost",
+            "--san",
+            "127.0.0.1",
+            "--bundle",
+        ],
+    )
+    .ok();
+    // As the seed: `step certificate create mqttbridge ... --not-after 2400h`.
+    d.create("mqttbridge", &["--not-after", "2400h"]).ok();
+    d.create("mosquitto", &["--not-after", "2400h", "--bundle"])
+        .ok();
+    // The secret, as `kubectl create secret generic ... --from-file=...` lays it out.
+    let secret = d.path("secrets/bridge-client-cert");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::copy(d.path("mqttbridge.pem"), secret.join("client_cert.pem")).unwrap();
+    std::fs::copy(d.path("mqttbridge.key"), secret.join("client_key.pem")).unwrap();
+    std::fs::copy(
+        d.path("pki/certs/intermediate_ca.crt"),
+        secret.join("client_intermediate_certs.pem"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.path("configmaps")).unwrap();
+    std::fs::write(d.path("acl"), ACL).unwrap();
+    let dir = d.dir.path().display();
+    format!(
+        "cafile {dir}/pki/certs/root_ca.crt\n\
+         certfile {dir}/broker.pem\n\
+         keyfile {dir}/broker.key\n\
+         require_certificate true\n\
+         use_identity_as_username true\n\
+         allow_anonymous false\n\
+         acl_file {dir}/acl\n"
+    )
+}
+
+fn remote_tls(port: u16) -> Vec<String> {
+    [
+        "-h",
+        "localhost",
+        "-p",
+        &port.to_string(),
+        "--cert",
+        "mosquitto.pem",
+        "--key",
+        "mosquitto.key",
+        "--cafile",
+        "pki/certs/root_ca.crt",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}
+
+#[test]
+fn seed_walkthrough_through_e4k_bridge_run() {
+    let d = Dir::new();
+    let remote = Mosquitto::start(&pki_and_remote_config(&d)).unwrap();
+    let local = Mosquitto::start("allow_anonymous true\n").unwrap();
+    let metrics_port = e4k_tests::free_port().unwrap();
+    let remote_endpoint = format!("localhost:{}", remote.port());
+    let local_endpoint = format!("127.0.0.1:{}", local.port());
+    let metrics_listen = format!("127.0.0.1:{metrics_port}");
+    let config = seed_yaml();
+    let mut bridge = start_bridge(
+        &d,
+        &[
+            "--config",
+            &config,
+            "--remote-endpoint",
+            &remote_endpoint,
+            "--local-endpoint",
+            &local_endpoint,
+            "--secrets-dir",
+            "secrets",
+            "--configmaps-dir",
+            "configmaps",
+            "--remote-ca-file",
+            "pki/certs/root_ca.crt",
+            "--metrics-listen",
+            &metrics_listen,
+        ],
+    );
+    wait_until("/readyz", Duration::from_secs(20), || {
+        matches!(http_get(metrics_port, "/readyz"), Some((200, _)))
+    });
+    let (status, body) = http_get(metrics_port, "/healthz").unwrap();
+    assert_eq!((status, body.trim()), (200, "ok"));
+    // 3 instances: 3 main sessions plus 3 members of the ShareTest group, on each broker.
+    let (_, ready) = http_get(metrics_port, "/readyz").unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    let connections = ready["connections"].as_array().unwrap();
+    assert_eq!(connections.len(), 12, "{ready:#}");
+    for id in [
+        "e4k-0",
+        "e4k-2",
+        "e4k-prioritize-alerts-0",
+        "e4k-prioritize-alerts-2",
+    ] {
+        assert!(
+            connections.iter().any(|c| c["client_id"] == id),
+            "no session {id}: {ready:#}"
+        );
+    }
+
+    // Commands: mosquitto publishes `command` on Event Grid; it arrives on the local broker.
+    let sub = Command::new("mosquitto_sub")
+        .args([
+            "-t",
+            "command",
+            "-i",
+            "sub_1",
+            "-V",
+            "mqttv5",
+            "-h",
+            "127.0.0.1",
+        ])
+        .args(["-p", &local.port().to_string(), "-C", "1", "-W", "20"])
+        .current_dir(d.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("sub_1 subscribed", Duration::from_secs(10), || {
+        local.log().contains("sub_1 0 command")
+    });
+    let publish = Command::new("mosquitto_pub")
+        .args(["-q", "1", "-t", "command", "-d", "-V", "mqttv5"])
+        .args(["-m", "this is a command from the cloud!", "-i", "mosquitto"])
+        .args(remote_tls(remote.port()))
+        .current_dir(d.dir.path())
+        .output()
+        .unwrap();
+    assert!(publish.status.success(), "{publish:?}");
+    assert!(String::from_utf8_lossy(&publish.stdout).contains("received PUBACK (Mid: 1, RC:0)"));
+    let got = sub.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout),
+        "this is a command from the cloud!\n",
+        "{got:?}\nbridge log:\n{}",
+        bridge.log()
+    );
+
+    // Telemetry: two publishers on the local broker, 5 messages each, arrive on Event Grid.
+    let telemetry = Command::new("mosquitto_sub")
+        .args(["-q", "1", "-t", "factory/telemetry/#", "-V", "mqttv5"])
+        .args(["-i", "mosquitto_sub", "-C", "10", "-W", "30", "-v"])
+        .args(remote_tls(remote.port()))
+        .current_dir(d.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("telemetry subscriber", Duration::from_secs(10), || {
+        remote.log().contains("mosquitto_sub 1 factory/telemetry/#")
+    });
+    let local_pub = |topic: &str, message: &str, repeat: &[&str]| {
+        Command::new("mosquitto_pub")
+            .args(["-q", "1", "-t", topic, "-V", "mqttv5", "-m", message])
+            .args(["-h", "127.0.0.1", "-p", &local.port().to_string()])
+            .args(repeat)
+            .current_dir(d.dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let repeat = ["--repeat", "5", "--repeat-delay", "1"];
+    let mut publishers = [
+        local_pub(
+            "factory/telemetry/temperature",
+            "this is a temperature measurement!",
+            &repeat,
+        ),
+        local_pub(
+            "factory/telemetry/humidity",
+            "this is a humidity measurement!",
+            &repeat,
+        ),
+    ];
+    for publisher in &mut publishers {
+        assert!(publisher.wait().unwrap().success());
+    }
+    let got = telemetry.wait_with_output().unwrap();
+    let lines = String::from_utf8_lossy(&got.stdout).into_owned();
+    let count = |needle: &str| lines.lines().filter(|l| *l == needle).count();
+    assert_eq!(
+        count("factory/telemetry/temperature this is a temperature measurement!"),
+        5,
+        "{lines}\nbridge log:\n{}",
+        bridge.log()
+    );
+    assert_eq!(
+        count("factory/telemetry/humidity this is a humidity measurement!"),
+        5,
+        "{lines}"
+    );
+
+    // Shared subscription: anomalies go to factory/telemetry/alert through the ShareTest
+    // group members.
+    let alerts = Command::new("mosquitto_sub")
+        .args(["-q", "1", "-t", "factory/telemetry/alert", "-V", "mqttv5"])
+        .args(["-i", "mosquitto_sub", "-C", "1000", "-W", "30"])
+        .args(remote_tls(remote.port()))
+        .current_dir(d.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("alert subscriber", Duration::from_secs(10), || {
+        remote
+            .log()
+            .contains("mosquitto_sub 1 factory/telemetry/alert")
+    });
+    let mut publishers = [
+        local_pub(
+            "factory/telemetry/anomaly/high-temperature",
+            "this is a temperature alert!",
+            &["--repeat", "500"],
+        ),
+        local_pub(
+            "factory/telemetry/anomaly/high-humidity",
+            "this is a humidity alert!",
+            &["--repeat", "500"],
+        ),
+    ];
+    for publisher in &mut publishers {
+        assert!(publisher.wait().unwrap().success());
+    }
+    let got = alerts.wait_with_output().unwrap();
+    let lines = String::from_utf8_lossy(&got.stdout).into_owned();
+    let temperature = lines
+        .lines()
+        .filter(|l| *l == "this is a temperature alert!")
+        .count();
+    let humidity = lines
+        .lines()
+        .filter(|l| *l == "this is a humidity alert!")
+        .count();
+    assert_eq!(
+        (temperature, humidity),
+        (500, 500),
+        "bridge log:\n{}",
+        bridge.log()
+    );
+
+    // Metrics: per route and direction.
+    let mut text = String::new();
+    wait_until("alert forwards counted", Duration::from_secs(10), || {
+        text = http_get(metrics_port, "/metrics").unwrap().1;
+        metric(
+            &text,
+            "e4k_bridge_messages_forwarded_total{bridge=\"my-mqtt-bridge\",route=\"prioritize-alerts\"",
+        ) >= 1000.0
+    });
+    assert_eq!(
+        metric(
+            &text,
+            "e4k_bridge_messages_forwarded_total{bridge=\"my-mqtt-bridge\",route=\"command-from-cloud\",direction=\"remote-to-local\"}"
+        ),
+        1.0,
+        "{text}"
+    );
+    // Telemetry plus the anomalies, which also match factory/telemetry/# (as the seed notes).
+    assert!(
+        metric(
+            &text,
+            "e4k_bridge_messages_forwarded_total{bridge=\"my-mqtt-bridge\",route=\"publish-telemetry-same-topic\""
+        ) >= 1010.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "e4k_bridge_messages_dropped_total"),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "e4k_bridge_connection_up{bridge=\"my-mqtt-bridge\""),
+        12.0,
+        "{text}"
+    );
+
+    // SIGTERM: drain, disconnect, exit 0.
+    let status = bridge.terminate();
+    let log = bridge.log();
+    assert!(status.success(), "exit {status:?}:\n{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(log.contains("bridge stopped"), "{log}");
+    if std::env::var_os("E4K_SHOW_LOG").is_some() {
+        eprintln!("{log}");
+    }
+    assert!(
+        remote.log().contains("Client e4k-0 disconnected"),
+        "clean DISCONNECT:\n{}",
+        remote.log()
+    );
+}
+
+#[test]
+fn unreachable_remote_is_logged_and_not_ready_until_sigterm() {
+    let d = Dir::new();
+    pki_and_remote_config(&d);
+    let local = Mosquitto::start("allow_anonymous true\n").unwrap();
+    let nothing = e4k_tests::free_port().unwrap();
+    let metrics_port = e4k_tests::free_port().unwrap();
+    let remote_endpoint = format!("localhost:{nothing}");
+    let local_endpoint = format!("127.0.0.1:{}", local.port());
+    let metrics_listen = format!("127.0.0.1:{metrics_port}");
+    let config = seed_yaml();
+    let mut bridge = start_bridge(
+        &d,
+        &[
+            "--config",
+            &config,
+            "--remote-endpoint",
+            &remote_endpoint,
+            "--local-endpoint",
+            &local_endpoint,
+            "--secrets-dir",
+            "secrets",
+            "--remote-ca-file",
+            "pki/certs/root_ca.crt",
+            "--metrics-listen",
+            &metrics_listen,
+            "--reconnect-initial",
+            "100ms",
+            "--reconnect-max",
+            "400ms",
+        ],
+    );
+    wait_until("a logged connection error", Duration::from_secs(20), || {
+        bridge.log().matches("connection refused").count() >= 6
+    });
+    let (status, body) = http_get(metrics_port, "/readyz").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("connection refused"), "{body}");
+    let log = bridge.log();
+    assert!(
+        log.contains(&format!(
+            "connection to the remote broker localhost:{nothing} failed: connection refused"
+        )),
+        "{log}"
+    );
+    let status = bridge.terminate();
+    assert!(status.success(), "{status:?}\n{}", bridge.log());
+    assert!(!bridge.log().contains("panicked"));
+}
+
+#[test]
+fn validate_reports_every_problem() {
+    let d = Dir::new();
+    pki_and_remote_config(&d);
+    let config = seed_yaml();
+    let run = d.e4k(&[
+        "bridge",
+        "validate",
+        "--config",
+        &config,
+        "--secrets-dir",
+        "secrets",
+        "--remote-ca-file",
+        "pki/certs/root_ca.crt",
+    ]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.stdout.contains("valid"), "{run:#?}");
+
+    let run = d.e4k(&[
+        "--output",
+        "json",
+        "bridge",
+        "validate",
+        "--config",
+        &config,
+        "--secrets-dir",
+        "nowhere",
+    ]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["valid"], false);
+    let problems = report["problems"]["problems"].as_array().unwrap();
+    assert!(
+        problems.iter().any(|p| p["message"]
+            .as_str()
+            .unwrap()
+            .contains("bridge-client-cert")),
+        "{report:#}"
+    );
+
+    let run = d.e4k(&["bridge", "run", "--config", "missing.yaml"]);
+    assert_eq!(run.code, 2, "{run:#?}");
+}
