@@ -221,28 +221,57 @@ fn seed_resolves_to_the_expected_config() {
         member: 2,
     };
     assert_eq!(bridge.client_id(2, member), "e4k-prioritize-alerts-2");
-    assert_eq!(bridge.remote_session_count(), 6);
+    // The members of the local-to-remote alerts route are local sessions that publish
+    // through their instance's main session: Event Grid sees one session per instance, as
+    // with Azure IoT MQ (the seed sets its session limit to 3).
+    assert_eq!(bridge.remote_session_count(), 3);
+    assert_eq!(bridge.remote_session_counts(), (3, 0));
+    assert_eq!(bridge.local_session_count(), 6);
 }
 
 #[test]
-fn seed_warns_about_its_intended_overlap_and_session_count() {
+fn seed_warns_about_its_intended_overlap_only() {
+    // Its shared route is local-to-remote: the members are local sessions, so the remote
+    // broker sees only the 3 main sessions and there is no session-count warning.
     assert_eq!(
         problems(&seed_yaml()),
-        [
-            warning(
-                "documents[1](MqttBridgeTopicMap/my-topic-map).spec.routes[2].source",
-                "route `prioritize-alerts` overlaps route `publish-telemetry-same-topic`: a \
-                 message matching both `factory/telemetry/anomaly/#` and `factory/telemetry/#` \
-                 is forwarded twice (to `factory/telemetry/alert` and to its own topic); fine \
-                 if intended"
-            ),
-            warning(
-                "documents[0](MqttBridgeConnector/my-mqtt-bridge).spec.bridgeInstances",
-                "the bridge opens 6 sessions to the remote broker (3 instances + 3 \
-                 shared-subscription members); set Event Grid's maximum client sessions per \
-                 authentication name to at least 6"
-            ),
-        ]
+        [warning(
+            "documents[1](MqttBridgeTopicMap/my-topic-map).spec.routes[2].source",
+            "route `prioritize-alerts` overlaps route `publish-telemetry-same-topic`: a \
+             message matching both `factory/telemetry/anomaly/#` and `factory/telemetry/#` is \
+             forwarded twice (to `factory/telemetry/alert` and to its own topic); fine if \
+             intended"
+        )]
+    );
+}
+
+#[test]
+fn remote_to_local_share_members_count_against_the_remote_session_limit() {
+    let yaml = with_routes(
+        "    - {direction: remote-to-local, name: down, source: down/#, sharedSubscription: \
+         {groupName: g, groupMinimumShareNumber: 2}}\n",
+    );
+    assert_eq!(
+        problems(&yaml),
+        [warning(
+            &conn("spec.bridgeInstances"),
+            "the bridge opens 2 sessions to the remote broker (2 shared-subscription members); \
+             set Event Grid's maximum client sessions per authentication name to at least 2"
+        )]
+    );
+    let yaml = connector_replacing("bridgeInstances: 1", "bridgeInstances: 2").replace(
+        "source: up/#}",
+        "source: up/#}\n    - {direction: remote-to-local, name: down, source: down/#, \
+         sharedSubscription: {groupName: g, groupMinimumShareNumber: 3}}",
+    );
+    assert_eq!(
+        problems(&yaml),
+        [warning(
+            &conn("spec.bridgeInstances"),
+            "the bridge opens 6 sessions to the remote broker (2 instances + 4 \
+             shared-subscription members); set Event Grid's maximum client sessions per \
+             authentication name to at least 6"
+        )]
     );
 }
 
@@ -294,7 +323,8 @@ fn v1beta1_spelling_resolves_like_the_seed() {
     );
     assert_eq!(beta.remote, seed.remote);
     assert_eq!(beta.routes, seed.routes);
-    assert_eq!(warnings.problems.len(), 2, "{warnings}");
+    // The seed's overlap warning (its members are local sessions: no session-count warning).
+    assert_eq!(warnings.problems.len(), 1, "{warnings}");
 }
 
 #[test]
@@ -987,7 +1017,8 @@ problem_tests! {
     too_many_sessions_for_event_grid_is_an_error:
         connector_replacing("bridgeInstances: 1", "bridgeInstances: 100").replace(
             "source: up/#}",
-            "source: up/#, sharedSubscription: {groupName: g, groupMinimumShareNumber: 100}}",
+            "source: up/#}\n    - {direction: remote-to-local, name: down, source: down/#, \
+             sharedSubscription: {groupName: g, groupMinimumShareNumber: 100}}",
         )
         => [error(
             &conn("spec.bridgeInstances"),

@@ -31,7 +31,7 @@ use crate::{
         arm::ArmClient,
         model, plan,
         spec::{Spec, ValidationScheme},
-        validate::{Severity, ValidateOptions, validate},
+        validate::{BridgeSessions, Severity, ValidateOptions, validate},
     },
     k8s::{
         manifests::{self, ManifestInput},
@@ -66,6 +66,9 @@ pub struct UpOptions {
     pub manifests: ManifestInput,
     /// ARM writes in flight.
     pub concurrency: usize,
+    /// The sessions the bridge opens toward Event Grid, checked against the namespace's
+    /// `maxClientSessionsPerAuthenticationName` before anything is applied.
+    pub bridge_sessions: Option<BridgeSessions>,
 }
 
 /// What a step did.
@@ -155,6 +158,25 @@ pub async fn up(
             KeyProtection::Encrypted(p) => Some(p.clone()),
             KeyProtection::Plaintext => None,
         });
+    // The spec is checked before anything else is made (the CA files exist by now).
+    let problems = validate(
+        &spec,
+        spec_dir,
+        &ValidateOptions {
+            bridge: options.bridge_sessions.clone(),
+        },
+    );
+    let errors: Vec<String> = problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .map(|p| format!("  {}: {}", p.path, p.message))
+        .collect();
+    if !errors.is_empty() {
+        return Err(Error::spec(
+            &options.spec,
+            format!("{} error(s):\n{}", errors.len(), errors.join("\n")),
+        ));
+    }
     let certs_dir = options.out.join("certs");
     let mut ca: Option<CertificateAuthority> = None;
     for client in spec
@@ -193,18 +215,6 @@ pub async fn up(
     }
 
     // 3. Event Grid.
-    let problems = validate(&spec, spec_dir, &ValidateOptions::default());
-    let errors: Vec<String> = problems
-        .iter()
-        .filter(|p| p.severity == Severity::Error)
-        .map(|p| format!("  {}: {}", p.path, p.message))
-        .collect();
-    if !errors.is_empty() {
-        return Err(Error::spec(
-            &options.spec,
-            format!("{} error(s):\n{}", errors.len(), errors.join("\n")),
-        ));
-    }
     let desired = model::desired(&spec, spec_dir, &options.spec)?;
     let current = eg::read_current(arm, &desired).await?;
     let the_plan = plan::plan(&desired, &current, false, &options.spec)?;

@@ -21,7 +21,7 @@
 //!
 //! # Client IDs
 //!
-//! Every bridge instance `k` (`0..bridgeInstances`) opens one *main* session per broker, with
+//! Every bridge instance `k` (`0..bridgeInstances`) has one *main* session per broker, with
 //! client ID `{prefix}-{k}`; it carries every route that has no shared subscription. A route
 //! with a shared subscription gets its own member sessions: `M = instances ×
 //! ceil(groupMinimumShareNumber / instances)` of them in total (so at least the minimum, and
@@ -29,6 +29,15 @@
 //! client ID `{prefix}-{route}-{m}`. The member index is the last `-` part and a route name is
 //! never empty, so IDs never collide within one connector; they stay stable as long as
 //! `bridgeInstances` and the route names do. See [`BridgeConfig::client_id`].
+//!
+//! A member session exists only on its route's *source* broker (where it subscribes
+//! `$share/<group>/<source>`); its messages are published over the main session of its
+//! instance on the destination broker. So members of local-to-remote routes are local
+//! sessions and do not count against Event Grid's "maximum client sessions per
+//! authentication name"; members of remote-to-local routes are remote sessions and do. A main
+//! session exists on a broker when a route without a shared subscription exists (in either
+//! direction) or a shared route publishes to that broker. See
+//! [`BridgeConfig::remote_session_count`] and [`BridgeConfig::local_session_count`].
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -161,17 +170,75 @@ impl BridgeConfig {
             .collect()
     }
 
-    /// Sessions the bridge opens to the remote broker over all instances: one main session
-    /// per instance plus every shared-subscription member.
-    pub fn remote_session_count(&self) -> u32 {
+    /// Whether every instance has a main session on the (local, remote) broker: when a
+    /// route without a shared subscription exists, or a shared route publishes to that broker
+    /// (its members forward through the main session of their instance there).
+    pub(crate) fn main_sessions(&self) -> (bool, bool) {
         let instances = self.bridge_instances.max(1);
-        let members: u32 = self
-            .routes
+        let mut local = false;
+        let mut remote = false;
+        for route in &self.routes {
+            match &route.shared_subscription {
+                None => {
+                    local = true;
+                    remote = true;
+                }
+                Some(shared) if shared.members_per_instance(instances) > 0 => {
+                    match route.direction {
+                        Direction::LocalToRemote => remote = true,
+                        Direction::RemoteToLocal => local = true,
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        (local, remote)
+    }
+
+    /// Shared-subscription member sessions over all instances whose routes start at
+    /// `direction`'s source broker.
+    fn member_count(&self, direction: Direction) -> u32 {
+        let instances = self.bridge_instances.max(1);
+        self.routes
             .iter()
+            .filter(|route| route.direction == direction)
             .filter_map(|route| route.shared_subscription.as_ref())
             .map(|shared| shared.members_per_instance(instances) * instances)
-            .sum();
-        instances + members
+            .sum()
+    }
+
+    /// Main sessions and shared-subscription member sessions the bridge opens to the remote
+    /// broker over all instances: one main session per instance (when it has one there) plus
+    /// the members of remote-to-local shared routes. Members of local-to-remote routes exist
+    /// only on the local broker.
+    pub fn remote_session_counts(&self) -> (u32, u32) {
+        let (_, remote) = self.main_sessions();
+        let mains = if remote {
+            self.bridge_instances.max(1)
+        } else {
+            0
+        };
+        (mains, self.member_count(Direction::RemoteToLocal))
+    }
+
+    /// Sessions the bridge opens to the remote broker over all instances (what Event Grid's
+    /// "maximum client sessions per authentication name" must allow); see
+    /// [`remote_session_counts`](Self::remote_session_counts).
+    pub fn remote_session_count(&self) -> u32 {
+        let (mains, members) = self.remote_session_counts();
+        mains + members
+    }
+
+    /// Sessions the bridge opens to the local broker over all instances: one main session per
+    /// instance (when it has one there) plus the members of local-to-remote shared routes.
+    pub fn local_session_count(&self) -> u32 {
+        let (local, _) = self.main_sessions();
+        let mains = if local {
+            self.bridge_instances.max(1)
+        } else {
+            0
+        };
+        mains + self.member_count(Direction::LocalToRemote)
     }
 }
 
@@ -447,12 +514,28 @@ mod tests {
         let r = &config.routes[0];
         assert_eq!(config.shared_members(r, 0), vec![0, 3]);
         assert_eq!(config.shared_members(r, 2), vec![2, 5]);
-        assert_eq!(config.remote_session_count(), 3 + 6);
+        // Local-to-remote members are local sessions; they publish through the main ones.
+        assert_eq!(config.remote_session_count(), 3);
+        assert_eq!(config.local_session_count(), 6);
 
         let config = bridge(3, vec![route("r", Some(2))]);
         let r = &config.routes[0];
         assert_eq!(config.shared_members(r, 1), vec![1]);
-        assert_eq!(config.remote_session_count(), 3 + 3);
+        assert_eq!(config.remote_session_count(), 3);
+        assert_eq!(config.local_session_count(), 3);
+
+        // Remote-to-local members are remote sessions; the local main sessions publish.
+        let mut r = route("r", Some(2));
+        r.direction = Direction::RemoteToLocal;
+        let config = bridge(3, vec![r]);
+        assert_eq!(config.remote_session_counts(), (0, 3));
+        assert_eq!(config.local_session_count(), 3);
+
+        let mut down = route("down", Some(4));
+        down.direction = Direction::RemoteToLocal;
+        let config = bridge(3, vec![route("up", Some(2)), route("plain", None), down]);
+        assert_eq!(config.remote_session_counts(), (3, 6));
+        assert_eq!(config.local_session_count(), 3 + 3);
     }
 
     #[test]
@@ -481,7 +564,8 @@ mod tests {
             }
         }
         assert_eq!(ids.len(), count);
-        assert_eq!(count as u32, config.remote_session_count());
+        assert_eq!(count as u32, config.local_session_count());
+        assert_eq!(config.remote_session_count(), 4);
     }
 
     #[test]

@@ -541,26 +541,31 @@ fn check_loops(routes: &[PlacedRoute], report: &mut Report) {
 }
 
 fn check_sessions(config: &BridgeConfig, site: &Site, report: &mut Report) {
-    let sessions = config.remote_session_count();
-    let instances = config.bridge_instances;
-    let members = sessions - instances;
+    // Members of local-to-remote routes are local sessions: only the main sessions and the
+    // members of remote-to-local routes count against Event Grid's limit.
+    let (mains, members) = config.remote_session_counts();
+    let sessions = mains + members;
+    let breakdown = if mains > 0 {
+        format!("{mains} instances + {members} shared-subscription members")
+    } else {
+        format!("{members} shared-subscription members")
+    };
     if sessions > EVENT_GRID_MAX_SESSIONS {
         report.error(
             site,
             format!(
-                "the bridge would open {sessions} sessions to the remote broker ({instances} \
-                 instances + {members} shared-subscription members), over Event Grid's limit \
-                 of 100 per authentication name; lower bridgeInstances or \
-                 groupMinimumShareNumber"
+                "the bridge would open {sessions} sessions to the remote broker ({breakdown}), \
+                 over Event Grid's limit of 100 per authentication name; lower \
+                 bridgeInstances or groupMinimumShareNumber"
             ),
         );
     } else if members > 0 {
         report.warning(
             site,
             format!(
-                "the bridge opens {sessions} sessions to the remote broker ({instances} \
-                 instances + {members} shared-subscription members); set Event Grid's maximum \
-                 client sessions per authentication name to at least {sessions}"
+                "the bridge opens {sessions} sessions to the remote broker ({breakdown}); set \
+                 Event Grid's maximum client sessions per authentication name to at least \
+                 {sessions}"
             ),
         );
     }

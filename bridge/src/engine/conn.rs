@@ -1,8 +1,25 @@
 //! One broker connection (a client session) and its three tasks.
 //!
 //! A connection plays two roles at once. As a **source** it subscribes the filters of the
-//! routes that start on its broker and hands each matching message to the peer connection's
-//! publisher; as a **destination** it publishes what the peer connection received.
+//! routes that start on its broker and hands each matching message to its destination
+//! connection's publisher; as a **destination** it publishes what its origin connections
+//! received. A main session is the destination of the main session on the other broker and
+//! of the shared-subscription members of its instance there, so one destination may carry
+//! forwards from several origins.
+//!
+//! # Several origins on one destination
+//!
+//! Each forward ([`Pending`]) carries its origin: the [`Ticket`] in its settlement holds the
+//! origin connection's [`Gate`] (and that gate's generation), and the route metrics it counts
+//! on. The destination correlates its publishes with packet identifiers without caring about
+//! origins (its publisher is the only caller of `try_publish`, so `Outgoing::Publish` events
+//! come in publish order), and a PUBACK settles exactly the ticket of the forward it
+//! acknowledges, in whichever gate that is. The publisher queue is shared by the origins and
+//! preserves each origin's order (as do the outbox and its resend list after a session loss),
+//! and it is sized for all of them: each origin holds at most [`gate_limit`] unsettled
+//! messages per route. An origin never waits for another: a source's read-pause (at most
+//! [`MAX_PAUSE`]) depends only on its own gate, and the destination publishes the origins'
+//! forwards in the order they were queued.
 //!
 //! # Tasks
 //!
@@ -522,9 +539,10 @@ pub(crate) struct PollCtx {
     pub(crate) routes: Vec<Arc<RouteCtx>>,
     /// Where messages that match no route are counted.
     pub(crate) unroutable: Arc<RouteMetrics>,
-    /// The peer connection's publisher queue.
+    /// The destination connection's publisher queue (shared with its other origins).
     pub(crate) forward_tx: mpsc::Sender<Pending>,
-    /// Queue capacity kept free for QoS ≥ 1 messages (QoS 0 ones are dropped beyond it).
+    /// Capacity of the destination's queue kept free for the QoS ≥ 1 messages of all its
+    /// origins (QoS 0 ones are dropped beyond it).
     pub(crate) reserve: usize,
     /// Connection setup.
     pub(crate) setup: Setup,
@@ -1049,7 +1067,7 @@ fn attempt(client: &AsyncClient, pending: Pending, limits: &Limits) -> Attempt {
     }
 }
 
-/// Publishes the forwards of the peer connection on this connection, in order.
+/// Publishes the forwards of the origin connections on this connection, in order.
 pub(crate) async fn run_publisher(
     conn: Arc<Conn>,
     mut rx: mpsc::Receiver<Pending>,

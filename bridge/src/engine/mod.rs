@@ -2,15 +2,21 @@
 //!
 //! # Links
 //!
-//! The unit of work is a *link*: one client session on each broker and the routes they
-//! carry, independent of every other link (its own ordering, acknowledgement gate and
-//! in-flight window). Both sessions of a link use the same client ID.
+//! The unit of work is a *link*: a client session on a route's source broker and the
+//! session on the other broker that publishes what it receives. Each source session has its
+//! own ordering, acknowledgement gate and in-flight window; a destination session may
+//! publish for several source sessions (see [`conn`]).
 //!
-//! - Instance `k`'s **main link** (`{prefix}-{k}`) carries every route without a shared
-//!   subscription, in both directions: each session subscribes the sources of its broker and
-//!   publishes what the other session received.
-//! - Each **shared-subscription member** `m` of a route is its own link
-//!   (`{prefix}-{route}-{m}`), whose source session subscribes `$share/<group>/<source>`.
+//! - Instance `k`'s **main link** (`{prefix}-{k}`, the same client ID on both brokers)
+//!   carries every route without a shared subscription, in both directions: each session
+//!   subscribes the sources of its broker and publishes what the other session received.
+//! - Each **shared-subscription member** `m` of a route (`{prefix}-{route}-{m}`, belonging to
+//!   instance `m % bridgeInstances`) is a session on the route's *source* broker only,
+//!   subscribing `$share/<group>/<source>`. Its messages are published over the main session
+//!   of its instance on the destination broker, so a local-to-remote shared route adds no
+//!   session on the remote broker (Event Grid limits sessions per authentication name). A
+//!   main session exists on a broker whenever a member of its instance publishes through it,
+//!   even when the main link has no routes of its own there; it then subscribes nothing.
 //! - With `bridgeInstances` > 1, a route without a shared subscription would be forwarded
 //!   once per instance; the main links therefore subscribe it as the implicit shared
 //!   subscription `$share/{prefix}-{route}/<source>`, so that each message is forwarded once.
@@ -20,7 +26,7 @@
 //!
 //! # Sessions
 //!
-//! Both sessions of a link are persistent (Clean Start off, the configured session expiry),
+//! Every session is persistent (Clean Start off, the configured session expiry),
 //! announce a Receive Maximum (the in-flight window) and a maximum packet size, and use
 //! manual acknowledgements: a message is acknowledged to its source only after the
 //! destination acknowledged it, in arrival order (see [`conn`]). Subscriptions use No Local
@@ -195,17 +201,19 @@ struct Prepared {
     routes: Vec<Arc<RouteCtx>>,
     unroutable: Arc<metrics::RouteMetrics>,
     setup: Setup,
-    /// The queue this connection's publisher reads; the peer's poll task writes it.
-    rx: mpsc::Receiver<conn::Pending>,
-    tx: mpsc::Sender<conn::Pending>,
+    /// The connection (index in [`Bridge::conns`]) that publishes what this one receives;
+    /// `None` when it has no routes of its own.
+    dest: Option<usize>,
+    /// Queue capacity of this connection's publisher kept for the QoS ≥ 1 forwards of every
+    /// connection that publishes through it.
     reserve: usize,
 }
 
 /// A configured bridge, ready to [`run`](Bridge::run).
 pub struct Bridge {
     shared: Arc<Shared>,
-    /// Pairs of (local, remote) connections.
-    links: Vec<(Prepared, Prepared)>,
+    /// Every connection, in `/readyz` order.
+    conns: Vec<Prepared>,
     options: RunOptions,
     window: u16,
 }
@@ -213,7 +221,7 @@ pub struct Bridge {
 impl std::fmt::Debug for Bridge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bridge")
-            .field("links", &self.links.len())
+            .field("connections", &self.conns.len())
             .field("options", &self.options)
             .finish_non_exhaustive()
     }
@@ -236,7 +244,7 @@ impl Bridge {
     /// when [`RunOptions::instance`] is not below a connector's `bridgeInstances`.
     pub fn new(configs: &[BridgeConfig], options: RunOptions) -> Result<Self, BridgeError> {
         let metrics = Metrics::new();
-        let mut links = Vec::new();
+        let mut conns: Vec<Prepared> = Vec::new();
         let mut window = 0;
         for config in configs {
             for side in [&config.remote, &config.local] {
@@ -283,75 +291,26 @@ impl Bridge {
                     );
                 }
             }
+            let mut plan = Plan {
+                config,
+                window: window_here,
+                metrics: &metrics,
+                options: &options,
+                conns: &mut conns,
+            };
             for &instance in &instances {
-                let main: Vec<LinkRoute<'_>> = config
-                    .routes
-                    .iter()
-                    .filter(|r| r.shared_subscription.is_none())
-                    .map(|route| LinkRoute {
-                        route,
-                        subscription: if implicit_share {
-                            format!(
-                                "$share/{}-{}/{}",
-                                config.client_id_prefix, route.name, route.source
-                            )
-                        } else {
-                            route.source.to_string()
-                        },
-                        no_local: !implicit_share,
-                    })
-                    .collect();
-                if !main.is_empty() {
-                    let id = config.client_id(instance, SessionRole::Main);
-                    links.push(prepare_link(
-                        config,
-                        &id,
-                        &main,
-                        window_here,
-                        &metrics,
-                        &options,
-                    ));
-                }
-                for route in config
-                    .routes
-                    .iter()
-                    .filter(|r| r.shared_subscription.is_some())
-                {
-                    for member in config.shared_members(route, instance) {
-                        let role = SessionRole::SharedMember {
-                            route: &route.name,
-                            member,
-                        };
-                        let id = config.client_id(instance, role);
-                        let routes = [LinkRoute {
-                            route,
-                            subscription: route.subscription_filter(),
-                            no_local: false,
-                        }];
-                        links.push(prepare_link(
-                            config,
-                            &id,
-                            &routes,
-                            window_here,
-                            &metrics,
-                            &options,
-                        ));
-                    }
-                }
+                plan.instance(instance, implicit_share);
             }
         }
-        let conns = links
-            .iter()
-            .flat_map(|(local, remote)| [Arc::clone(&local.conn), Arc::clone(&remote.conn)])
-            .collect();
+        let shared_conns = conns.iter().map(|c| Arc::clone(&c.conn)).collect();
         Ok(Bridge {
             shared: Arc::new(Shared {
                 metrics,
-                conns,
+                conns: shared_conns,
                 shutting_down: CancellationToken::new(),
                 failure: Mutex::new(None),
             }),
-            links,
+            conns,
             options,
             window: window.max(1),
         })
@@ -373,7 +332,7 @@ impl Bridge {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), BridgeError> {
         let Bridge {
             shared,
-            links,
+            conns,
             options,
             window,
         } = self;
@@ -405,63 +364,70 @@ impl Bridge {
                 health::serve(listener, Arc::clone(&shared), stop.clone()),
             );
         }
+        // One publisher queue per connection, written by the poll task of every connection
+        // that forwards through it (a main session carries its shared-subscription members'
+        // forwards too).
+        let (txs, rxs): (Vec<_>, Vec<_>) = conns
+            .iter()
+            .map(|prepared| mpsc::channel::<conn::Pending>(prepared.reserve + QOS0_QUEUE))
+            .unzip();
+        let reserves: Vec<usize> = conns.iter().map(|prepared| prepared.reserve).collect();
         let mut polls = Vec::new();
-        for (local, remote) in links {
-            // Each side's poll task writes the other side's publisher queue.
-            let local_queue = (local.tx.clone(), local.reserve);
-            let remote_queue = (remote.tx.clone(), remote.reserve);
-            for (prepared, (peer_tx, reserve)) in [(local, remote_queue), (remote, local_queue)] {
-                let Prepared {
-                    conn,
-                    eventloop,
-                    routes,
-                    unroutable,
-                    setup,
-                    rx,
-                    tx,
-                    ..
-                } = prepared;
-                drop(tx);
-                let span = info_span!(
-                    "session",
-                    broker = conn.side.as_str(),
-                    client_id = %conn.client_id
-                );
-                let ctx = PollCtx {
-                    conn: Arc::clone(&conn),
-                    routes,
-                    unroutable,
-                    forward_tx: peer_tx,
-                    reserve,
-                    setup,
-                    policy,
-                    shutdown: shutdown.clone(),
-                    stop: stop.clone(),
-                };
-                polls.push(spawn(
-                    &tracker,
-                    &shared,
-                    &stop,
-                    "poll",
-                    conn::run_poll(eventloop, ctx).instrument(span.clone()),
-                ));
-                spawn(
-                    &tracker,
-                    &shared,
-                    &stop,
-                    "publisher",
-                    conn::run_publisher(Arc::clone(&conn), rx, stop.clone())
-                        .instrument(span.clone()),
-                );
-                spawn(
-                    &tracker,
-                    &shared,
-                    &stop,
-                    "acker",
-                    conn::run_acker(conn, stop.clone()).instrument(span),
-                );
-            }
+        for (prepared, rx) in conns.into_iter().zip(rxs) {
+            let Prepared {
+                conn,
+                eventloop,
+                routes,
+                unroutable,
+                setup,
+                dest,
+                ..
+            } = prepared;
+            let (forward_tx, reserve) = match dest {
+                Some(dest) => (txs[dest].clone(), reserves[dest]),
+                // No routes: nothing is ever forwarded (every message counts as unroutable).
+                None => (mpsc::channel(1).0, 0),
+            };
+            let span = info_span!(
+                "session",
+                broker = conn.side.as_str(),
+                client_id = %conn.client_id
+            );
+            let ctx = PollCtx {
+                conn: Arc::clone(&conn),
+                routes,
+                unroutable,
+                forward_tx,
+                reserve,
+                setup,
+                policy,
+                shutdown: shutdown.clone(),
+                stop: stop.clone(),
+            };
+            polls.push(spawn(
+                &tracker,
+                &shared,
+                &stop,
+                "poll",
+                conn::run_poll(eventloop, ctx).instrument(span.clone()),
+            ));
+            spawn(
+                &tracker,
+                &shared,
+                &stop,
+                "publisher",
+                conn::run_publisher(Arc::clone(&conn), rx, stop.clone()).instrument(span.clone()),
+            );
+            spawn(
+                &tracker,
+                &shared,
+                &stop,
+                "acker",
+                conn::run_acker(conn, stop.clone()).instrument(span),
+            );
         }
+        // Only the poll tasks hold senders now: a publisher's queue closes when they end.
+        drop(txs);
         tracker.close();
 
         tokio::select! {
@@ -563,34 +529,112 @@ fn mqtt_qos(qos: QoS) -> MqttQoS {
     }
 }
 
-/// Creates both sessions of one link.
-fn prepare_link(
-    config: &BridgeConfig,
-    client_id: &str,
-    routes: &[LinkRoute<'_>],
+/// Plans the connections of one connector.
+struct Plan<'a, 'c> {
+    config: &'a BridgeConfig,
     window: u16,
-    metrics: &Metrics,
-    options: &RunOptions,
-) -> (Prepared, Prepared) {
-    let local = prepare_conn(
-        config,
-        Side::Local,
-        client_id,
-        routes,
-        window,
-        metrics,
-        options,
-    );
-    let remote = prepare_conn(
-        config,
-        Side::Remote,
-        client_id,
-        routes,
-        window,
-        metrics,
-        options,
-    );
-    (local, remote)
+    metrics: &'a Metrics,
+    options: &'a RunOptions,
+    conns: &'c mut Vec<Prepared>,
+}
+
+impl Plan<'_, '_> {
+    /// Adds the connections of instance `instance`: its main session on each broker that
+    /// needs one, then its shared-subscription members (each only on its source broker,
+    /// publishing through the main session on the other broker).
+    fn instance(&mut self, instance: u32, implicit_share: bool) {
+        let config = self.config;
+        let main: Vec<LinkRoute<'_>> = config
+            .routes
+            .iter()
+            .filter(|r| r.shared_subscription.is_none())
+            .map(|route| LinkRoute {
+                route,
+                subscription: if implicit_share {
+                    format!(
+                        "$share/{}-{}/{}",
+                        config.client_id_prefix, route.name, route.source
+                    )
+                } else {
+                    route.source.to_string()
+                },
+                no_local: !implicit_share,
+            })
+            .collect();
+        let members: Vec<(&Route, u32)> = config
+            .routes
+            .iter()
+            .filter(|r| r.shared_subscription.is_some())
+            .flat_map(|route| {
+                config
+                    .shared_members(route, instance)
+                    .into_iter()
+                    .map(move |member| (route, member))
+            })
+            .collect();
+        let publishes_to = |side: Side| {
+            let source = match side {
+                Side::Local => Direction::RemoteToLocal,
+                Side::Remote => Direction::LocalToRemote,
+            };
+            members.iter().any(|(route, _)| route.direction == source)
+        };
+        let main_id = config.client_id(instance, SessionRole::Main);
+        let main_conn = |plan: &mut Self, side: Side| {
+            (!main.is_empty() || publishes_to(side)).then(|| plan.push(side, &main_id, &main))
+        };
+        let local_main = main_conn(self, Side::Local);
+        let remote_main = main_conn(self, Side::Remote);
+        if let (Some(local), Some(remote)) = (local_main, remote_main) {
+            self.connect(local, remote);
+            self.connect(remote, local);
+        }
+        for (route, member) in members {
+            let role = SessionRole::SharedMember {
+                route: &route.name,
+                member,
+            };
+            let id = config.client_id(instance, role);
+            let routes = [LinkRoute {
+                route,
+                subscription: route.subscription_filter(),
+                no_local: false,
+            }];
+            let (side, dest) = match route.direction {
+                Direction::LocalToRemote => (Side::Local, remote_main),
+                Direction::RemoteToLocal => (Side::Remote, local_main),
+            };
+            let index = self.push(side, &id, &routes);
+            if let Some(dest) = dest {
+                self.connect(index, dest);
+            }
+        }
+    }
+
+    /// Adds a connection whose source routes are those of `routes` that start on `side`.
+    fn push(&mut self, side: Side, client_id: &str, routes: &[LinkRoute<'_>]) -> usize {
+        let prepared = prepare_conn(
+            self.config,
+            side,
+            client_id,
+            routes,
+            self.window,
+            self.metrics,
+            self.options,
+        );
+        self.conns.push(prepared);
+        self.conns.len() - 1
+    }
+
+    /// Makes `dest` publish what `source` receives, and sizes `dest`'s queue for it: the
+    /// source holds at most `gate_limit` unsettled messages, each forwarded once per route.
+    fn connect(&mut self, source: usize, dest: usize) {
+        let routes = self.conns[source].routes.len();
+        self.conns[source].dest = Some(dest);
+        if routes > 0 {
+            self.conns[dest].reserve += conn::gate_limit(self.window) * routes;
+        }
+    }
 }
 
 fn prepare_conn(
@@ -652,20 +696,14 @@ fn prepare_conn(
         conn_metrics,
         channel,
     );
-    // The publisher queue of this connection is fed by the peer, which holds at most
-    // `gate_limit` unacknowledged messages, each forwarded once per matching route.
-    let peer_routes = routes.len().saturating_sub(mine.len()).max(1);
-    let reserve = conn::gate_limit(window) * peer_routes;
-    let (tx, rx) = mpsc::channel(reserve + QOS0_QUEUE);
     Prepared {
         conn,
         eventloop,
         routes: route_ctxs,
         unroutable,
         setup: setup(connection),
-        rx,
-        tx,
-        reserve,
+        dest: None,
+        reserve: 0,
     }
 }
 

@@ -7,7 +7,7 @@ use clap::Args;
 use e4k_bridge::config::{Authentication, ConfigOptions, RawConfig, resolve};
 use e4k_provisioning::{
     certs::{KeyProtection, NotAfter, Password},
-    eventgrid::apply::DEFAULT_CONCURRENCY,
+    eventgrid::{apply::DEFAULT_CONCURRENCY, validate::BridgeSessions},
     k8s::{apply, manifests::ManifestInput},
     up::{self, Status, Step, UpOptions},
 };
@@ -49,6 +49,16 @@ pub(crate) struct UpArgs {
     /// Apply the Secret and the manifests to the current kubeconfig's cluster.
     #[arg(long)]
     apply: bool,
+    /// Then run the bridge in this process with the completed configuration, until Ctrl-C or
+    /// SIGTERM.
+    #[arg(long)]
+    run_bridge: bool,
+    /// With --run-bridge: the local broker (host:port), instead of the configuration's.
+    #[arg(long, requires = "run_bridge")]
+    local_endpoint: Option<String>,
+    /// With --run-bridge: where /metrics, /healthz and /readyz are served.
+    #[arg(long, requires = "run_bridge")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 pub(crate) fn run(args: UpArgs, out: &Output) -> anyhow::Result<ExitCode> {
@@ -88,6 +98,7 @@ pub(crate) fn run(args: UpArgs, out: &Output) -> anyhow::Result<ExitCode> {
             ));
         }
     };
+    let up_bridge_source = bridge_path.display().to_string();
     let up_options = UpOptions {
         spec: args.arm.spec.spec.clone(),
         bridge_config: bridge_path,
@@ -110,6 +121,11 @@ pub(crate) fn run(args: UpArgs, out: &Output) -> anyhow::Result<ExitCode> {
             service_account_token: None,
         },
         concurrency: DEFAULT_CONCURRENCY,
+        bridge_sessions: Some(BridgeSessions {
+            source: up_bridge_source.clone(),
+            authentication_name: Some(args.bridge_client.clone()),
+            sessions: bridge.remote_session_count(),
+        }),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -141,6 +157,9 @@ pub(crate) fn run(args: UpArgs, out: &Output) -> anyhow::Result<ExitCode> {
         }
         anyhow::Ok(report)
     })?;
+    if args.run_bridge {
+        return run_bridge(&report, &args, out, &runtime);
+    }
     out.emit(&report, |w| {
         let changed = report
             .steps
@@ -168,6 +187,41 @@ pub(crate) fn run(args: UpArgs, out: &Output) -> anyhow::Result<ExitCode> {
             report.bridge_config.display(),
             report.secrets_dir.display()
         )
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the bridge with what `up` wrote, until a signal; the report is printed first.
+fn run_bridge(
+    report: &up::UpReport,
+    args: &UpArgs,
+    out: &Output,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<ExitCode> {
+    out.emit(report, |w| {
+        writeln!(
+            w,
+            "MQTT hostname: {}",
+            report.hostname.as_deref().unwrap_or("(not yet known)")
+        )?;
+        writeln!(
+            w,
+            "running the bridge with {} (Ctrl-C stops it)",
+            report.bridge_config.display()
+        )
+    })?;
+    let raw = RawConfig::load(&report.bridge_config)?;
+    let mut options = ConfigOptions::default();
+    options.secrets_dir = report.secrets_dir.clone();
+    options.local_endpoint = args.local_endpoint.clone();
+    let resolved = resolve(&raw, &options)
+        .map_err(|problems| usage(format!("{}:\n{problems}", report.bridge_config.display())))?;
+    let mut run_options = e4k_bridge::RunOptions::default();
+    run_options.metrics_listen = args.metrics_listen;
+    runtime.block_on(async {
+        let bridge = e4k_bridge::Bridge::new(&resolved.bridges, run_options)?;
+        bridge.run(signals::shutdown_token()).await?;
+        anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
 }
