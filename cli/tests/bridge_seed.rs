@@ -385,12 +385,22 @@ fn seed_walkthrough_through_e4k_bridge_run() {
 
     // Metrics: per route and direction.
     let mut text = String::new();
-    wait_until("alert forwards counted", Duration::from_secs(10), || {
+    // Wait for every route's forwards to be counted: the anomalies also match the telemetry
+    // route, whose copies may still be in flight when the alert subscriber has its 1,000.
+    wait_until("forwards counted", Duration::from_secs(10), || {
         text = http_get(metrics_port, "/metrics").unwrap().1;
         metric(
             &text,
             "e4k_bridge_messages_forwarded_total{bridge=\"my-mqtt-bridge\",route=\"prioritize-alerts\"",
         ) >= 1000.0
+            && metric(
+                &text,
+                "e4k_bridge_messages_forwarded_total{bridge=\"my-mqtt-bridge\",route=\"publish-telemetry-same-topic\"",
+            ) >= 1010.0
+            && metric(
+                &text,
+                "e4k_bridge_messages_forwarded_total{bridge=\"my-mqtt-bridge\",route=\"command-from-cloud\"",
+            ) >= 1.0
     });
     assert_eq!(
         metric(
