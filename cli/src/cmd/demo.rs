@@ -345,23 +345,7 @@ fn transcripts(cloud: &Cloud, local: SocketAddr, repeat: u32) -> anyhow::Result<
 
     // 2. Telemetry from the factory reaches the cloud.
     let total = 2 * repeat;
-    let mut sub_args = [
-        "-q",
-        "1",
-        "-t",
-        "factory/telemetry/#",
-        "-d",
-        "-V",
-        "mqttv5",
-        "-C",
-        &total.to_string(),
-        "-W",
-        "30",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect::<Vec<_>>();
-    sub_args.extend(cloud.args("mosquitto_sub"));
+    let sub_args = cloud_subscriber(cloud, "factory/telemetry/#", total, "mosquitto_sub");
     let publisher = |topic: &str, message: &str| {
         let mut args = [
             "-q",
@@ -412,23 +396,7 @@ fn transcripts(cloud: &Cloud, local: SocketAddr, repeat: u32) -> anyhow::Result<
     });
 
     // 3. Anomalies become alerts through the shared subscription.
-    let mut sub_args = [
-        "-q",
-        "1",
-        "-t",
-        "factory/telemetry/alert",
-        "-d",
-        "-V",
-        "mqttv5",
-        "-C",
-        &total.to_string(),
-        "-W",
-        "30",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect::<Vec<_>>();
-    sub_args.extend(cloud.args("mosquitto_alerts"));
+    let sub_args = cloud_subscriber(cloud, "factory/telemetry/alert", total, "mosquitto_alerts");
     let (commands, output) = subscribe_then_publish(
         &sub_args,
         &[
@@ -456,6 +424,20 @@ fn transcripts(cloud: &Cloud, local: SocketAddr, repeat: u32) -> anyhow::Result<
         ok: alerts == total as usize,
     });
     Ok(sessions)
+}
+
+/// `mosquitto_sub` arguments for a QoS 1 subscriber in the cloud that exits after `count`
+/// messages (or 30 s).
+fn cloud_subscriber(cloud: &Cloud, topic: &str, count: u32, client_id: &str) -> Vec<String> {
+    let count = count.to_string();
+    let mut args: Vec<String> = [
+        "-q", "1", "-t", topic, "-d", "-V", "mqttv5", "-C", &count, "-W", "30",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.extend(cloud.args(client_id));
+    args
 }
 
 /// Starts `mosquitto_sub`, waits until it is subscribed, runs each `mosquitto_pub`, then waits
