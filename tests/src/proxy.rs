@@ -48,7 +48,11 @@ impl TcpProxy {
             stop: Arc::default(),
             open: Arc::default(),
         };
-        let (mode, stop, open) = (Arc::clone(&proxy.mode), Arc::clone(&proxy.stop), Arc::clone(&proxy.open));
+        let (mode, stop, open) = (
+            Arc::clone(&proxy.mode),
+            Arc::clone(&proxy.stop),
+            Arc::clone(&proxy.open),
+        );
         thread::spawn(move || accept_loop(&listener, upstream, &mode, &stop, &open));
         Ok(proxy)
     }
@@ -185,21 +189,28 @@ mod tests {
         });
         let proxy = TcpProxy::start(upstream).unwrap();
         let mut client = TcpStream::connect(proxy.addr()).unwrap();
-        client.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
         client.write_all(b"ping").unwrap();
         let mut b = [0u8; 4];
         client.read_exact(&mut b).unwrap();
         assert_eq!(&b, b"ping");
         proxy.set_mode(Mode::Blackhole);
         client.write_all(b"lost").unwrap();
-        assert!(client.read_exact(&mut b).is_err(), "nothing comes back in a blackhole");
+        assert!(
+            client.read_exact(&mut b).is_err(),
+            "nothing comes back in a blackhole"
+        );
         proxy.set_mode(Mode::Pass);
         proxy.cut();
         let mut rest = Vec::new();
         let _ = client.read_to_end(&mut rest);
         proxy.set_mode(Mode::Refuse);
         let mut refused = TcpStream::connect(proxy.addr()).unwrap();
-        refused.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        refused
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
         assert!(matches!(refused.read(&mut b), Ok(0) | Err(_)));
     }
 }

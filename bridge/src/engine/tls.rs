@@ -88,10 +88,15 @@ pub(crate) fn client_config(
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_root_certificates(roots);
-    let config = match identity {
+    let mut config = match identity {
         Some(identity) => builder.with_client_cert_resolver(identity),
         None => builder.with_no_client_auth(),
     };
+    // No session resumption: a resumed handshake sends no client certificate, so the broker
+    // would keep the identity of the old session and a rotated (renewed, or replaced after a
+    // revocation) certificate would not be presented until the ticket expired. A bridge
+    // reconnects rarely; a full handshake each time costs little.
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
 
