@@ -375,6 +375,18 @@ struct Published {
 /// Publishes `0, 1, 2, ...` at QoS 1 to the local broker at `PER_TICK` per 10 ms for
 /// `PUBLISH_FOR`, then waits until the broker acknowledged every one.
 async fn publish_sequence(port: u16, id: &str) -> tokio::task::JoinHandle<Published> {
+    publish_range(port, id, 0, PUBLISH_FOR).await
+}
+
+/// Publishes `first, first + 1, ...` at QoS 1 to the local broker at `PER_TICK` per 10 ms for
+/// `duration`, then waits until the broker acknowledged every one; `sent` counts from 0, i.e.
+/// it is the next number to publish.
+async fn publish_range(
+    port: u16,
+    id: &str,
+    first: u64,
+    duration: Duration,
+) -> tokio::task::JoinHandle<Published> {
     let mut options = MqttOptions::new(id, "127.0.0.1", port);
     options.set_max_packet_size(Some(1024 * 1024));
     let (client, eventloop) = AsyncClient::new(options, 2_000);
@@ -388,8 +400,8 @@ async fn publish_sequence(port: u16, id: &str) -> tokio::task::JoinHandle<Publis
         let started = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        let mut sent = 0_u64;
-        while started.elapsed() < PUBLISH_FOR {
+        let mut sent = first;
+        while started.elapsed() < duration {
             tick.tick().await;
             for _ in 0..PER_TICK {
                 client
@@ -401,17 +413,18 @@ async fn publish_sequence(port: u16, id: &str) -> tokio::task::JoinHandle<Publis
         }
         let elapsed = started.elapsed();
         let deadline = Instant::now() + WAIT;
-        while acks.load(Ordering::Relaxed) < sent {
+        while acks.load(Ordering::Relaxed) < sent - first {
             assert!(
                 Instant::now() < deadline,
-                "the local broker acknowledged {} of {sent}",
-                acks.load(Ordering::Relaxed)
+                "the local broker acknowledged {} of {}",
+                acks.load(Ordering::Relaxed),
+                sent - first
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         task.abort();
         #[allow(clippy::cast_precision_loss)]
-        let rate = sent as f64 / elapsed.as_secs_f64();
+        let rate = (sent - first) as f64 / elapsed.as_secs_f64();
         Published { sent, rate }
     })
 }
@@ -570,6 +583,50 @@ async fn remote_broker_down_then_back_with_its_persistence_loses_nothing() {
         "memory grew by {} KiB during the outage",
         rss_max - rss_start
     );
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_broker_restart_with_persistence_loses_nothing() {
+    // The local broker keeps its sessions on disk: the bridge's session, with what it has not
+    // acknowledged yet, outlives the restart.
+    let mut env = Env::new();
+    let store = env.dir.path().join("local-store");
+    std::fs::create_dir_all(&store).unwrap();
+    let local_port = env.local.port();
+    faults::terminate(&mut env.local).unwrap();
+    env.local = Mosquitto::start_on(local_port, &faults::local_listener(Some(&store))).unwrap();
+    let port = env.remote.port();
+    let bridge = Running::start(&env.config("e4k", OUT_ROUTE, port), run_options());
+    bridge.ready().await;
+    let subscriber = Subscriber::start(env.remote_options("restart-sub", port), TOPIC).await;
+
+    // 6 s of stream, every message acknowledged by the local broker, then an orderly restart
+    // mid-stream (the broker writes its persistence file), then 6 s more.
+    let half = Duration::from_secs(6);
+    let first = publish_range(local_port, "restart-pub-1", 0, half)
+        .await
+        .await
+        .unwrap();
+    faults::terminate(&mut env.local).unwrap();
+    env.local = Mosquitto::start_on(local_port, &faults::local_listener(Some(&store))).unwrap();
+    bridge.ready().await;
+    let second = publish_range(local_port, "restart-pub-2", first.sent, half)
+        .await
+        .await
+        .unwrap();
+    let published = Published {
+        sent: second.sent,
+        rate: first.rate.min(second.rate),
+    };
+    check_delivery(
+        "local restart",
+        &subscriber,
+        &published,
+        u64::from(WINDOW),
+        "the local broker restarted with persistence between two 6-s halves of the stream",
+    )
+    .await;
     bridge.stop().await;
 }
 
