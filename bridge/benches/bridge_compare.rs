@@ -1,0 +1,600 @@
+//! Bridge comparison benchmark (not a test), all in one run on the same brokers: a local
+//! mosquitto, a TLS remote mosquitto standing in for Event Grid, and a third mosquitto that is
+//! a local broker with mosquitto's own bridge (`connection` block, `bridge_protocol_version
+//! mqttv50`, mTLS to the remote). Measures
+//!
+//! - QoS 1 throughput at 256 B and 4 KiB: no bridge (published straight into the remote),
+//!   local → e4k (in-process engine) → remote, and local → mosquitto bridge → remote;
+//! - end-to-end latency at a paced 2,000 msg/s for each, and the bridge-added p50/p99 (the
+//!   system's percentile minus the no-bridge one);
+//! - peak RSS of `e4k bridge run` (the release binary, run as a process) while a backlog
+//!   drains: the remote is cut off through a TCP proxy, the backlog is published on the local
+//!   broker, the proxy is opened and /proc/PID/status VmRSS is sampled every 100 ms.
+//!
+//! Prints Markdown tables.
+//!
+//! ```text
+//! cargo build --release -p e4k        # for the RSS part (target/release/e4k)
+//! cargo bench -p e4k-bridge --bench bridge_compare
+//! E4K_BENCH_MESSAGES=20000 E4K_BENCH_REPEAT=3 E4K_BENCH_BACKLOG=1000000 E4K_BENCH_LATENCY_SECS=3 \
+//!     cargo bench -p e4k-bridge --bench bridge_compare
+//! ```
+
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Env, Running, TestClient, run_options};
+use e4k_tests::Mosquitto;
+use e4k_tests::proxy::{Mode, TcpProxy};
+use rumqttc::v5::mqttbytes::QoS;
+
+/// Unbounded broker queues (see `bridge_throughput.rs`).
+const QUEUES: &str = "max_queued_messages 0";
+
+const ROUTE: &str = "    - direction: local-to-remote
+      name: out
+      source: e2e/out/#
+";
+
+const TOPIC: &str = "e2e/out/bench";
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum System {
+    Direct,
+    E4k,
+    Mosquitto,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            System::Direct => "no bridge (straight into the remote)",
+            System::E4k => "local → e4k bridge → remote",
+            System::Mosquitto => "local → mosquitto bridge → remote",
+        }
+    }
+}
+
+/// The three ways into the remote, kept up for the whole run.
+struct Setup {
+    env: Env,
+    mosquitto_bridge: Mosquitto,
+    bridge: Running,
+    subscriber: TestClient,
+    direct: TestClient,
+    e4k_publisher: TestClient,
+    mosquitto_publisher: TestClient,
+}
+
+/// A local broker with mosquitto's own bridge to the remote over mTLS.
+fn mosquitto_bridge(env: &Env) -> Mosquitto {
+    let dir = env.dir.path().join("mosquitto-bridge");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = env.pki.client_pem("mqttbridge");
+    std::fs::write(dir.join("client.pem"), cert).unwrap();
+    std::fs::write(dir.join("client.key"), key).unwrap();
+    let config = format!(
+        "allow_anonymous true\n\
+         {QUEUES}\n\
+         max_inflight_messages 100\n\
+         connection bench\n\
+         address 127.0.0.1:{port}\n\
+         topic e2e/out/# out 1\n\
+         bridge_protocol_version mqttv50\n\
+         remote_clientid mosquitto-bridge\n\
+         cleansession false\n\
+         try_private false\n\
+         notifications false\n\
+         bridge_cafile {ca}\n\
+         bridge_certfile {dir}/client.pem\n\
+         bridge_keyfile {dir}/client.key\n\
+         bridge_tls_version tlsv1.3\n",
+        port = env.remote.port(),
+        ca = env.pki.root_file.display(),
+        dir = dir.display(),
+    );
+    Mosquitto::start(&config).unwrap()
+}
+
+impl Setup {
+    async fn start() -> Setup {
+        let env = Env::with_local(QUEUES, QUEUES);
+        let mosquitto_bridge = mosquitto_bridge(&env);
+        let mut options = run_options();
+        options.receive_maximum = Some(100);
+        let bridge = Running::start(&env.config(1, ROUTE), options);
+        bridge.ready().await;
+        let mut subscriber = env.remote_client("bench-sub").await;
+        subscriber.subscribe("e2e/out/#", QoS::AtLeastOnce).await;
+        let direct = env.remote_client("bench-pub-direct").await;
+        let e4k_publisher = env.local_client("bench-pub-e4k").await;
+        let mosquitto_publisher =
+            TestClient::local(mosquitto_bridge.port(), "bench-pub-mosquitto").await;
+        let mut setup = Setup {
+            env,
+            mosquitto_bridge,
+            bridge,
+            subscriber,
+            direct,
+            e4k_publisher,
+            mosquitto_publisher,
+        };
+        // Warm up every path (TLS sessions, the mosquitto bridge's connection).
+        for system in [System::Direct, System::E4k, System::Mosquitto] {
+            let (_, received) = setup.throughput(system, 200, 256).await;
+            assert_eq!(received, 200, "warm-up through {} failed", system.name());
+        }
+        setup
+    }
+
+    fn publisher(&self, system: System) -> &TestClient {
+        match system {
+            System::Direct => &self.direct,
+            System::E4k => &self.e4k_publisher,
+            System::Mosquitto => &self.mosquitto_publisher,
+        }
+    }
+
+    /// Publishes `n` QoS 1 messages of `size` bytes through `system`; the time until the
+    /// remote subscriber has them all, and how many it got.
+    async fn throughput(&mut self, system: System, n: usize, size: usize) -> (Duration, usize) {
+        let payload = bytes::Bytes::from(vec![b'x'; size]);
+        let publisher = match system {
+            System::Direct => &self.direct,
+            System::E4k => &self.e4k_publisher,
+            System::Mosquitto => &self.mosquitto_publisher,
+        };
+        let subscriber = &mut self.subscriber;
+        let started = Instant::now();
+        let publish = async {
+            for _ in 0..n {
+                publisher
+                    .client
+                    .publish_bytes(TOPIC, QoS::AtLeastOnce, false, payload.clone())
+                    .await
+                    .unwrap();
+            }
+        };
+        let receive = async {
+            let mut received = 0;
+            while received < n {
+                match subscriber.try_recv(Duration::from_secs(20)).await {
+                    Some(_) => received += 1,
+                    None => break,
+                }
+            }
+            received
+        };
+        let ((), received) = tokio::join!(publish, receive);
+        (started.elapsed(), received)
+    }
+
+    /// Publishes at `rate` msg/s for `secs` seconds, each message carrying its send time;
+    /// the end-to-end latencies in µs, sorted.
+    async fn latency(&mut self, system: System, rate: u32, secs: u32) -> Vec<f64> {
+        let n = (rate * secs) as usize;
+        let base = Instant::now();
+        let publisher = self.publisher(system).client.clone();
+        let subscriber = &mut self.subscriber;
+        let interval = Duration::from_secs(1) / rate;
+        let publish = async move {
+            for i in 0..n {
+                tokio::time::sleep_until((base + interval * i as u32).into()).await;
+                let mut payload = vec![b'x'; 256];
+                let sent = base.elapsed().as_nanos() as u64;
+                payload[..8].copy_from_slice(&sent.to_le_bytes());
+                publisher
+                    .publish_bytes(TOPIC, QoS::AtLeastOnce, false, bytes::Bytes::from(payload))
+                    .await
+                    .unwrap();
+            }
+        };
+        let receive = async {
+            let mut latencies = Vec::with_capacity(n);
+            while latencies.len() < n {
+                match subscriber.try_recv(Duration::from_secs(20)).await {
+                    Some(publish) => {
+                        let now = base.elapsed().as_nanos() as u64;
+                        let sent = u64::from_le_bytes(publish.payload[..8].try_into().unwrap());
+                        latencies.push(now.saturating_sub(sent) as f64 / 1000.0);
+                    }
+                    None => break,
+                }
+            }
+            latencies
+        };
+        let ((), mut latencies) = tokio::join!(publish, receive);
+        latencies.sort_by(f64::total_cmp);
+        latencies
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+/// The release `e4k` binary, if built.
+fn e4k_binary() -> Option<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    );
+    let binary = target.join("release/e4k");
+    binary.exists().then_some(binary)
+}
+
+fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+struct Drain {
+    backlog: usize,
+    received: usize,
+    publish_time: Duration,
+    drain_time: Duration,
+    rss_idle_kib: u64,
+    rss_backlog_kib: u64,
+    rss_peak_kib: u64,
+    rss_end_kib: u64,
+    samples: Vec<u64>,
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `e4k bridge run` as a process, cuts the remote off with a proxy, publishes `backlog`
+/// messages on the local broker, reopens the proxy and samples VmRSS until the remote
+/// subscriber has them all.
+async fn drain(binary: &Path, backlog: usize) -> Drain {
+    let env = Env::with_local(QUEUES, QUEUES);
+    let proxy = TcpProxy::start(([127, 0, 0, 1], env.remote.port()).into()).unwrap();
+    let config = env.dir.path().join("bridge.yaml");
+    std::fs::write(&config, common::yaml(1, ROUTE)).unwrap();
+    let metrics_port = e4k_tests::free_port().unwrap();
+    let child = Command::new(binary)
+        .args(["bridge", "run", "--config"])
+        .arg(&config)
+        .arg("--remote-endpoint")
+        .arg(format!("localhost:{}", proxy.addr().port()))
+        .arg("--local-endpoint")
+        .arg(format!("127.0.0.1:{}", env.local.port()))
+        .arg("--secrets-dir")
+        .arg(env.secrets())
+        .arg("--configmaps-dir")
+        .arg(env.secrets())
+        .arg("--remote-ca-file")
+        .arg(&env.pki.root_file)
+        .arg("--metrics-listen")
+        .arg(format!("127.0.0.1:{metrics_port}"))
+        .args(["--receive-maximum", "100"])
+        .args(["--reconnect-initial", "100ms", "--reconnect-max", "200ms"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = KillOnDrop(child);
+    let pid = child.0.id();
+    let mut subscriber = env.remote_client("drain-sub").await;
+    subscriber.subscribe("e2e/out/#", QoS::AtLeastOnce).await;
+    let publisher = env.local_client("drain-pub").await;
+    // Wait until the bridge forwards.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        publisher
+            .publish(TOPIC, QoS::AtLeastOnce, false, "warm-up")
+            .await;
+        if subscriber
+            .try_recv(Duration::from_millis(300))
+            .await
+            .is_some()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "e4k bridge run never forwarded");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while subscriber
+        .try_recv(Duration::from_millis(100))
+        .await
+        .is_some()
+    {}
+    let rss_idle_kib = vm_rss_kib(pid).unwrap_or(0);
+
+    // Cut the remote off and build the backlog on the local broker.
+    proxy.set_mode(Mode::Refuse);
+    proxy.cut();
+    let payload = bytes::Bytes::from(vec![b'x'; 256]);
+    let started = Instant::now();
+    for _ in 0..backlog {
+        publisher
+            .client
+            .publish_bytes(TOPIC, QoS::AtLeastOnce, false, payload.clone())
+            .await
+            .unwrap();
+    }
+    // Let the local broker take the last ones (the client's queue drains on PUBACKs).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let publish_time = started.elapsed();
+    let rss_backlog_kib = vm_rss_kib(pid).unwrap_or(0);
+
+    // Open the way and sample RSS while it drains.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(kib) = vm_rss_kib(pid) {
+                    samples.push(kib);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            samples
+        })
+    };
+    let started = Instant::now();
+    proxy.set_mode(Mode::Pass);
+    let mut received = 0;
+    while received < backlog {
+        match subscriber.try_recv(Duration::from_secs(20)).await {
+            Some(_) => received += 1,
+            None => break,
+        }
+    }
+    let drain_time = started.elapsed();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let samples = sampler.join().unwrap();
+    let rss_end_kib = vm_rss_kib(pid).unwrap_or(0);
+    drop(child);
+    Drain {
+        backlog,
+        received,
+        publish_time,
+        drain_time,
+        rss_idle_kib,
+        rss_backlog_kib,
+        rss_peak_kib: samples.iter().copied().max().unwrap_or(0),
+        rss_end_kib,
+        samples,
+    }
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn main() {
+    let n = env_usize("E4K_BENCH_MESSAGES", 20_000);
+    let backlog = env_usize("E4K_BENCH_BACKLOG", 1_000_000);
+    let latency_secs = env_usize("E4K_BENCH_LATENCY_SECS", 3) as u32;
+    let repeat = env_usize("E4K_BENCH_REPEAT", 3);
+    let rate = 2_000;
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let systems = [System::Direct, System::E4k, System::Mosquitto];
+    let (throughput, latency) = runtime.block_on(async {
+        let mut setup = Setup::start().await;
+        let mut throughput = Vec::new();
+        for round in 0..repeat {
+            for size in [256, 4096] {
+                for system in systems {
+                    let (elapsed, received) = setup.throughput(system, n, size).await;
+                    throughput.push((round, size, system, elapsed, received));
+                }
+            }
+        }
+        let mut latency = Vec::new();
+        for system in systems {
+            latency.push((system, setup.latency(system, rate, latency_secs).await));
+        }
+        let Setup {
+            bridge,
+            env,
+            mosquitto_bridge,
+            ..
+        } = setup;
+        bridge.stop().await;
+        drop((mosquitto_bridge, env));
+        (throughput, latency)
+    });
+    println!(
+        "\nmosquitto {} on loopback for all three brokers; the remote over TLS 1.3 with client \
+         certificates for every system; QoS 1; unbounded broker queues; {} CPUs\n",
+        mosquitto_version(),
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
+    );
+
+    println!(
+        "### Throughput ({n} QoS 1 messages per cell, {repeat} interleaved rounds, median round)\n"
+    );
+    println!(
+        "| payload | system | received (all rounds) | msg/s (median) | MiB/s | msg/s per round |"
+    );
+    println!("|---|---|---:|---:|---:|---|");
+    let rates = |size: usize, system: System| -> Vec<f64> {
+        throughput
+            .iter()
+            .filter(|(_, s, sys, _, _)| *s == size && *sys == system)
+            .map(|(_, _, _, elapsed, received)| *received as f64 / elapsed.as_secs_f64())
+            .collect()
+    };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        percentile(&v, 0.5)
+    };
+    let rate_of = |size: usize, system: System| median(rates(size, system));
+    for size in [256, 4096] {
+        for system in systems {
+            let received: usize = throughput
+                .iter()
+                .filter(|(_, s, sys, _, _)| *s == size && *sys == system)
+                .map(|(_, _, _, _, received)| received)
+                .sum();
+            let per_s = rate_of(size, system);
+            let rounds: Vec<String> = rates(size, system)
+                .iter()
+                .map(|r| format!("{r:.0}"))
+                .collect();
+            println!(
+                "| {size} B | {} | {received}/{} | {per_s:.0} | {:.1} | {} |",
+                system.name(),
+                n * repeat,
+                per_s * size as f64 / (1024.0 * 1024.0),
+                rounds.join(", ")
+            );
+        }
+    }
+    println!();
+    println!(
+        "| payload | e4k / mosquitto bridge | e4k / no bridge | mosquitto bridge / no bridge |"
+    );
+    println!("|---|---:|---:|---:|");
+    for size in [256, 4096] {
+        let (direct, e4k, mosq) = (
+            rate_of(size, System::Direct),
+            rate_of(size, System::E4k),
+            rate_of(size, System::Mosquitto),
+        );
+        println!(
+            "| {size} B | {:.2}× | {:.2}× | {:.2}× |",
+            e4k / mosq,
+            e4k / direct,
+            mosq / direct
+        );
+    }
+
+    println!(
+        "\n### Latency (256 B, QoS 1, paced {rate} msg/s for {latency_secs} s; publish → remote subscriber)\n"
+    );
+    println!("| system | received | p50 | p99 | max | added p50 | added p99 |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let (base50, base99) = (
+        percentile(&latency[0].1, 0.50),
+        percentile(&latency[0].1, 0.99),
+    );
+    for (system, sorted) in &latency {
+        let (p50, p99) = (percentile(sorted, 0.50), percentile(sorted, 0.99));
+        let added = if *system == System::Direct {
+            ("—".to_owned(), "—".to_owned())
+        } else {
+            (
+                format!("{:.0} µs", p50 - base50),
+                format!("{:.0} µs", p99 - base99),
+            )
+        };
+        println!(
+            "| {} | {}/{} | {p50:.0} µs | {p99:.0} µs | {:.0} µs | {} | {} |",
+            system.name(),
+            sorted.len(),
+            rate as usize * latency_secs as usize,
+            sorted.last().copied().unwrap_or(f64::NAN),
+            added.0,
+            added.1
+        );
+    }
+
+    println!("\n### Peak RSS of `e4k bridge run` while a backlog drains\n");
+    match e4k_binary() {
+        None => println!(
+            "not measured: no target/release/e4k (run `cargo build --release -p e4k` first)"
+        ),
+        Some(binary) => {
+            let drain = runtime.block_on(drain(&binary, backlog));
+            println!(
+                "backlog: {} messages of 256 B published on the local broker in {:.1} s while the \
+                 remote was cut off (TCP proxy refusing); drained {}/{} in {:.2} s ({:.0} msg/s) \
+                 through the proxy; VmRSS sampled every 100 ms ({} samples)\n",
+                drain.backlog,
+                drain.publish_time.as_secs_f64(),
+                drain.received,
+                drain.backlog,
+                drain.drain_time.as_secs_f64(),
+                drain.received as f64 / drain.drain_time.as_secs_f64(),
+                drain.samples.len()
+            );
+            println!("| RSS idle | RSS with backlog waiting | peak during drain | after drain |");
+            println!("|---:|---:|---:|---:|");
+            println!(
+                "| {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
+                mib(drain.rss_idle_kib),
+                mib(drain.rss_backlog_kib),
+                mib(drain.rss_peak_kib),
+                mib(drain.rss_end_kib)
+            );
+            let quartiles: Vec<String> = (0..=4)
+                .map(|q| {
+                    let i = (drain.samples.len().saturating_sub(1)) * q / 4;
+                    drain
+                        .samples
+                        .get(i)
+                        .map_or("-".to_owned(), |kib| format!("{:.1}", mib(*kib)))
+                })
+                .collect();
+            println!(
+                "\nRSS over the drain (MiB at 0/25/50/75/100 % of the samples): {}",
+                quartiles.join(" / ")
+            );
+        }
+    }
+}
+
+fn mosquitto_version() -> String {
+    Command::new(e4k_tests::mosquitto_binary())
+        .arg("-h")
+        .output()
+        .ok()
+        .and_then(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .map(|line| line.trim_start_matches("mosquitto version ").to_owned())
+        })
+        .unwrap_or_default()
+}
