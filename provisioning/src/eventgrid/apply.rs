@@ -4,6 +4,7 @@
 //! clients in parallel (bounded), then permission bindings (they reference topic spaces and
 //! groups), then deletions with bindings first (so nothing they reference disappears under
 //! them). Every write is a full, idempotent PUT: a run stopped half-way is finished by the next.
+//! Writes are not read back (one GET of the namespace at the end reports its hostname).
 
 use std::sync::Arc;
 
@@ -114,11 +115,13 @@ pub async fn apply(
         match (change.action, &desired.namespace.create_body) {
             // The planner only plans a create when the spec has a create body.
             (Action::Create, Some(body)) => {
-                arm.put(&desired.namespace_id, ns_api, body).await?;
+                arm.put_and_wait(&desired.namespace_id, ns_api, body)
+                    .await?;
             }
             (Action::Update, _) => {
                 let body = json!({ "properties": desired.namespace.mqtt_properties });
-                arm.patch(&desired.namespace_id, ns_api, &body).await?;
+                arm.patch_and_wait(&desired.namespace_id, ns_api, &body)
+                    .await?;
             }
             _ => continue,
         }
@@ -211,7 +214,7 @@ async fn run_stage(
             if let (Action::Create | Action::Update | Action::Replace, Some(body)) =
                 (applied.action, &body)
             {
-                arm.put(&id, &api, body).await?;
+                arm.put_and_wait(&id, &api, body).await?;
             }
             Ok::<_, Error>(applied)
         });

@@ -368,8 +368,26 @@ impl ArmClient {
     /// As [`get`](Self::get); [`Error::Operation`] when the operation ends `Failed` or
     /// `Canceled`; [`Error::OperationTimeout`] after [`ArmConfig::operation_timeout`].
     pub async fn put(&self, resource_id: &str, api_version: &str, body: &Value) -> Result<Value> {
+        let finished = self
+            .write(Method::PUT, resource_id, api_version, body)
+            .await?;
+        self.read_back(resource_id, api_version, finished).await
+    }
+
+    /// Like [`put`](Self::put), without reading the resource back afterwards: one ARM call
+    /// fewer per write, for callers that do not need the result.
+    ///
+    /// # Errors
+    /// As [`put`](Self::put).
+    pub async fn put_and_wait(
+        &self,
+        resource_id: &str,
+        api_version: &str,
+        body: &Value,
+    ) -> Result<()> {
         self.write(Method::PUT, resource_id, api_version, body)
             .await
+            .map(drop)
     }
 
     /// Updates a resource with a partial `body` (namespaces only), waits like [`put`](Self::put)
@@ -378,8 +396,25 @@ impl ArmClient {
     /// # Errors
     /// As [`put`](Self::put).
     pub async fn patch(&self, resource_id: &str, api_version: &str, body: &Value) -> Result<Value> {
+        let finished = self
+            .write(Method::PATCH, resource_id, api_version, body)
+            .await?;
+        self.read_back(resource_id, api_version, finished).await
+    }
+
+    /// Like [`patch`](Self::patch), without reading the resource back afterwards.
+    ///
+    /// # Errors
+    /// As [`put`](Self::put).
+    pub async fn patch_and_wait(
+        &self,
+        resource_id: &str,
+        api_version: &str,
+        body: &Value,
+    ) -> Result<()> {
         self.write(Method::PATCH, resource_id, api_version, body)
             .await
+            .map(drop)
     }
 
     /// Deletes a resource and waits until it is gone; a resource that does not exist (404, 204)
@@ -403,23 +438,33 @@ impl ArmClient {
             .map(drop)
     }
 
+    /// Sends a PUT or PATCH and waits for its long-running operation.
     async fn write(
         &self,
         method: Method,
         resource_id: &str,
         api_version: &str,
         body: &Value,
-    ) -> Result<Value> {
+    ) -> Result<Finished> {
         let url = self.resource_url(resource_id, api_version)?;
         bump(&self.counters.writes);
         let reply = self
             .send(&method, url, resource_id, Some(body), Purpose::Call)
             .await?;
         let answer = reply.success(&method, resource_id)?;
-        match self
-            .wait(&method, resource_id, api_version, &reply, Some(answer))
-            .await?
-        {
+        self.wait(&method, resource_id, api_version, &reply, Some(answer))
+            .await
+    }
+
+    /// The resource after a finished write: the write's own answer, or a GET when the
+    /// operation was polled (ARM's final state is then the resource's).
+    async fn read_back(
+        &self,
+        resource_id: &str,
+        api_version: &str,
+        finished: Finished,
+    ) -> Result<Value> {
+        match finished {
             Finished::Resource(resource) => Ok(resource),
             Finished::Polled => {
                 self.get(resource_id, api_version)
