@@ -285,7 +285,7 @@ async fn the_seed_applies_reruns_as_a_no_op_updates_prunes_and_destroys() {
     let current = apply::read_current(&arm, &changed).await.unwrap();
     let plan = apply::destroy_plan(&changed, &current);
     assert_eq!(plan.summary.delete, 12);
-    apply::destroy(&arm, &changed, &plan, &ApplyOptions::default(), &|_| {})
+    apply::apply(&arm, &changed, &plan, &ApplyOptions::default(), &|_| {})
         .await
         .unwrap();
     assert!(

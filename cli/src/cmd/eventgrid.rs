@@ -579,7 +579,7 @@ async fn destroy_cmd(args: ApplyArgs, out: &Output) -> anyhow::Result<ExitCode> 
         return Err(usage("nothing deleted: not confirmed"));
     }
     let progress = Progress::new(out, plan.changes.len());
-    let deleted = apply::destroy(
+    let report = apply::apply(
         &arm,
         &loaded.desired,
         &plan,
@@ -590,7 +590,7 @@ async fn destroy_cmd(args: ApplyArgs, out: &Output) -> anyhow::Result<ExitCode> 
     )
     .await;
     progress.finish();
-    let deleted = deleted?;
+    let deleted = report?.applied;
     let output = DestroyOutput {
         spec: loaded.path,
         namespace_id: loaded.desired.namespace_id,

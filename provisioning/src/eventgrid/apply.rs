@@ -153,13 +153,36 @@ pub async fn apply(
             .collect(),
         plan.changes
             .iter()
-            .filter(|c| c.action == Action::Delete && c.kind != ResourceKind::PermissionBinding)
+            .filter(|c| {
+                c.action == Action::Delete
+                    && !matches!(
+                        c.kind,
+                        ResourceKind::PermissionBinding | ResourceKind::Namespace
+                    )
+            })
             .collect(),
     ];
     for stage in stages {
         for item in run_stage(arm, desired, &stage, options.concurrency).await? {
             record(item);
         }
+    }
+    // The namespace goes last, after everything in it ([`destroy_plan`]).
+    if let Some(change) = plan
+        .changes
+        .iter()
+        .find(|c| c.kind == ResourceKind::Namespace && c.action == Action::Delete)
+    {
+        arm.delete(&desired.namespace_id, ns_api).await?;
+        record(Applied {
+            kind: change.kind,
+            name: change.name.clone(),
+            action: Action::Delete,
+        });
+        return Ok(ApplyReport {
+            applied,
+            hostname: None,
+        });
     }
     let hostname = arm
         .get(&desired.namespace_id, ns_api)
@@ -244,7 +267,7 @@ async fn run_stage(
     }
 }
 
-/// Plans the removal of everything the spec manages: bindings first, then the other children,
+/// Plans the removal of everything the spec manages (carried out by [`apply`]): bindings first, then the other children,
 /// then the namespace when the spec creates it (`namespace.create`).
 #[must_use]
 pub fn destroy_plan(desired: &Desired, current: &Current) -> Plan {
@@ -288,55 +311,4 @@ pub fn destroy_plan(desired: &Desired, current: &Current) -> Plan {
         unmanaged: Vec::new(),
         summary,
     }
-}
-
-/// Carries out a [`destroy_plan`].
-///
-/// # Errors
-/// The first ARM error.
-pub async fn destroy(
-    arm: &Arc<ArmClient>,
-    desired: &Desired,
-    plan: &Plan,
-    options: &ApplyOptions,
-    progress: &(dyn Fn(&Applied) + Sync),
-) -> Result<Vec<Applied>> {
-    let mut applied = Vec::new();
-    let bindings: Vec<&Change> = plan
-        .changes
-        .iter()
-        .filter(|c| c.kind == ResourceKind::PermissionBinding)
-        .collect();
-    let others: Vec<&Change> = plan
-        .changes
-        .iter()
-        .filter(|c| {
-            !matches!(
-                c.kind,
-                ResourceKind::PermissionBinding | ResourceKind::Namespace
-            )
-        })
-        .collect();
-    for stage in [bindings, others] {
-        for item in run_stage(arm, desired, &stage, options.concurrency).await? {
-            progress(&item);
-            applied.push(item);
-        }
-    }
-    if let Some(change) = plan
-        .changes
-        .iter()
-        .find(|c| c.kind == ResourceKind::Namespace)
-    {
-        arm.delete(&desired.namespace_id, &desired.namespace_api_version)
-            .await?;
-        let item = Applied {
-            kind: change.kind,
-            name: change.name.clone(),
-            action: Action::Delete,
-        };
-        progress(&item);
-        applied.push(item);
-    }
-    Ok(applied)
 }

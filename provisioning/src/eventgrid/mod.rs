@@ -11,7 +11,7 @@
 //! - [`model`]: the desired ARM state (ids, PUT bodies; CA PEM without line breaks).
 //! - [`plan`]: create / update / replace / delete / no-op per resource, with field diffs.
 //! - [`apply`]: reading the current state, applying a plan in dependency order with bounded
-//!   parallelism, and `destroy`.
+//!   parallelism, and `destroy_plan` (carried out by the same `apply`).
 //! - [`rules`]: Event Grid's syntax rules (client group queries, topic templates), shared with
 //!   the emulator.
 
