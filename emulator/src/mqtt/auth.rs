@@ -4,10 +4,8 @@
 
 use std::net::IpAddr;
 
+use e4k_provisioning::certs::CertInfo;
 use rustls_pki_types::{CertificateDer, UnixTime};
-use sha2::{Digest, Sha256};
-use x509_parser::extensions::GeneralName;
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::model::{ClientView, NameSource, NamespaceView, Scheme};
 use super::packet::Refusal;
@@ -38,39 +36,24 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl PeerCert {
-    /// Reads the fields of a DER certificate.
+    /// Reads the fields of a DER certificate (through `e4k certs inspect`'s reading of it).
     pub(crate) fn parse(der: &[u8]) -> Result<Self, String> {
-        let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
-        let mut peer = Self {
-            common_name: cert
-                .subject()
-                .iter_common_name()
-                .next()
-                .and_then(|cn| cn.as_str().ok())
-                .map(str::to_owned),
-            subject: cert.subject().to_string(),
-            sha256: hex(&Sha256::digest(der)),
+        let info = CertInfo::from_der(der).map_err(|e| e.to_string())?;
+        Ok(Self {
+            common_name: info.common_name,
+            subject: info.subject,
+            dns: info.sans.dns,
+            uris: info.sans.uri,
+            ips: info
+                .sans
+                .ip
+                .iter()
+                .filter_map(|ip| ip.parse().ok())
+                .collect(),
+            emails: info.sans.email,
+            sha256: info.sha256,
             sha1: hex(&sha1(der)),
-            ..Self::default()
-        };
-        if let Ok(Some(san)) = cert.subject_alternative_name() {
-            for name in &san.value.general_names {
-                match name {
-                    GeneralName::DNSName(s) => peer.dns.push((*s).to_owned()),
-                    GeneralName::URI(s) => peer.uris.push((*s).to_owned()),
-                    GeneralName::RFC822Name(s) => peer.emails.push((*s).to_owned()),
-                    GeneralName::IPAddress(bytes) => {
-                        if let Ok(octets) = <[u8; 4]>::try_from(*bytes) {
-                            peer.ips.push(IpAddr::from(octets));
-                        } else if let Ok(octets) = <[u8; 16]>::try_from(*bytes) {
-                            peer.ips.push(IpAddr::from(octets));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Ok(peer)
+        })
     }
 
     /// The values a name source yields, in preference order (the CN, then the whole DN).

@@ -101,6 +101,18 @@ pub struct EventGridView {
     pub thumbprint: String,
 }
 
+impl CertInfo {
+    /// Describes one DER certificate.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the DER is not an X.509 certificate.
+    pub fn from_der(der: &[u8]) -> Result<Self> {
+        let (_, cert) = X509Certificate::from_der(der)
+            .map_err(|e| Error::invalid("certificate", "DER", format!("not X.509 ({e})")))?;
+        Ok(describe(&cert, der))
+    }
+}
+
 /// Inspects every certificate in a file (a bundle gives several).
 ///
 /// # Errors
