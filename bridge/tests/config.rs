@@ -642,18 +642,28 @@ problem_tests! {
 // Connector problems
 
 problem_tests! {
-    protocol_v3_is_an_error:
+    protocol_v3_with_a_service_account_token_is_a_warning:
         connector_replacing("  bridgeInstances: 1\n", "  protocol: v3\n")
-        => [error(
-            &conn("spec.protocol"),
-            "protocol `v3` (MQTT 3.1.1) is not supported; set protocol: v5"
+        => [warning(
+            &conn("spec.localBrokerConnection"),
+            "localBrokerConnection authenticates with a Kubernetes service account token \
+             (K8S-SAT), which needs MQTT 5 enhanced authentication: with protocol v3 the bridge \
+             connects without credentials; set protocol: v5 or authentication.basic"
         )];
+
+    protocol_v3_with_basic_authentication_is_valid:
+        connector_replacing(
+            "  bridgeInstances: 1\n",
+            "  protocol: v3\n  localBrokerConnection:\n    endpoint: localhost:1883\n    \
+             authentication:\n      basic:\n        anonymous: true\n",
+        )
+        => [];
 
     unknown_protocol_is_an_error:
         connector_replacing("  bridgeInstances: 1\n", "  protocol: v4\n")
         => [error(
             &conn("spec.protocol"),
-            "protocol `v4` is not valid; set protocol: v5"
+            "protocol `v4` is not valid; use v5 (MQTT 5) or v3 (MQTT 3.1.1)"
         )];
 
     zero_bridge_instances_is_an_error:
@@ -1128,6 +1138,29 @@ fn bridging_one_topic_both_ways_is_a_loop_warning() {
             "routes `up` (local-to-remote) and `down` (remote-to-local) can loop: messages the \
              first sends to the remote broker match the second, which sends them back; use \
              distinct topics on each side"
+        )]
+    );
+}
+
+#[test]
+fn a_loop_is_an_error_with_protocol_v3() {
+    let connector = CONNECTOR.replace("  bridgeInstances: 1\n", "  protocol: v3\n")
+        + "  localBrokerConnection:\n    authentication:\n      basic:\n        anonymous: true\n";
+    let yaml = topic_map(
+        &connector,
+        "map",
+        "    - {direction: remote-to-local, name: down, source: command/#}
+    - {direction: local-to-remote, name: up, source: command/#}
+",
+    );
+    assert_eq!(
+        problems(&yaml),
+        [error(
+            &route(1, "source"),
+            "routes `up` (local-to-remote) and `down` (remote-to-local) can loop: messages the \
+             first sends to the remote broker match the second, which sends them back; use \
+             distinct topics on each side (with protocol v3 nothing stops such a loop: MQTT \
+             3.1.1 has neither No Local nor the user property that carries the hop count)"
         )]
     );
 }

@@ -507,3 +507,80 @@ async fn share_members_publish_through_their_instance_main_session() {
         "{log}"
     );
 }
+
+/// `protocol: v3` speaks MQTT 3.1.1 to both brokers (mosquitto logs the protocol level of
+/// every CONNECT: `p2` is 3.1.1, `p5` is 5): messages flow both ways, message properties
+/// are not carried (3.1.1 has none), and the persistent sessions resume after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_v3_bridges_with_mqtt_3_1_1_sessions() {
+    let env = Env::new("");
+    let yaml = common::yaml(1, BOTH_WAYS).replace("protocol: v5", "protocol: v3");
+    let configs = common::resolve(
+        &yaml,
+        &env.secrets(),
+        env.remote.port(),
+        env.local.port(),
+        &env.pki.root_file,
+    );
+    let bridge = Running::start(&configs, run_options());
+    bridge.ready().await;
+    for (broker, name) in [(&env.local, "local"), (&env.remote, "remote")] {
+        let log = broker.log();
+        assert!(
+            log.contains(" as e4k-0 (p2, c0,"),
+            "the {name} broker did not see an MQTT 3.1.1 persistent session:\n{log}"
+        );
+    }
+    let mut remote = env.remote_client("v3-remote").await;
+    remote.subscribe("e2e/out/#", QoS::AtLeastOnce).await;
+    let mut local = env.local_client("v3-local").await;
+    local.subscribe("e2e/in/#", QoS::AtLeastOnce).await;
+    let props = PublishProperties {
+        user_properties: vec![("origin".into(), "test".into())],
+        content_type: Some("text/plain".into()),
+        ..PublishProperties::default()
+    };
+    local
+        .publish_with("e2e/out/a", QoS::AtLeastOnce, "up", props.clone())
+        .await;
+    remote
+        .publish_with("e2e/in/b", QoS::AtLeastOnce, "down", props)
+        .await;
+    for (client, topic, payload) in [
+        (&mut remote, "e2e/out/a", "up"),
+        (&mut local, "e2e/in/b", "down"),
+    ] {
+        let got = client.recv().await;
+        assert_eq!(&got.topic[..], topic.as_bytes());
+        assert_eq!(&got.payload[..], payload.as_bytes());
+        assert_eq!(got.qos, QoS::AtLeastOnce);
+        let props = got.properties.unwrap_or_default();
+        assert!(props.user_properties.is_empty(), "{props:?}");
+        assert_eq!(props.content_type, None);
+    }
+
+    // Messages published while the bridge is down wait in its 3.1.1 persistent session.
+    bridge.stop().await;
+    for i in 0..50 {
+        local
+            .publish("e2e/out/seq", QoS::AtLeastOnce, false, format!("{i}"))
+            .await;
+    }
+    let bridge = Running::start(&configs, run_options());
+    bridge.ready().await;
+    let mut seen = BTreeSet::new();
+    while seen.len() < 50 {
+        let got = remote.recv().await;
+        seen.insert(
+            String::from_utf8_lossy(&got.payload)
+                .parse::<usize>()
+                .unwrap(),
+        );
+    }
+    bridge
+        .wait_metric(
+            "e4k_bridge_messages_forwarded_total{bridge=\"test-bridge\",route=\"out\",direction=\"local-to-remote\"} 50",
+        )
+        .await;
+    bridge.stop().await;
+}

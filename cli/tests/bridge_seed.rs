@@ -445,6 +445,148 @@ fn seed_walkthrough_through_e4k_bridge_run() {
     );
 }
 
+/// The seed with `protocol: v3`: every session is MQTT 3.1.1 (`p2` in mosquitto's log), and
+/// the seed's walkthrough works with 3.1.1 clients on both sides (`-V mqttv311`).
+#[test]
+fn seed_walkthrough_with_protocol_v3() {
+    let d = Dir::new();
+    let remote = Mosquitto::start(&pki_and_remote_config(&d)).unwrap();
+    let local = Mosquitto::start("allow_anonymous true\n").unwrap();
+    let seed = std::fs::read_to_string(seed_yaml()).unwrap();
+    assert!(seed.contains("protocol: v5"));
+    std::fs::write(
+        d.path("bridge-v3.yaml"),
+        seed.replace("protocol: v5", "protocol: v3"),
+    )
+    .unwrap();
+    let remote_endpoint = format!("localhost:{}", remote.port());
+    let local_endpoint = format!("127.0.0.1:{}", local.port());
+    let mut bridge = start_bridge(
+        &d,
+        &[
+            "--config",
+            "bridge-v3.yaml",
+            "--remote-endpoint",
+            &remote_endpoint,
+            "--local-endpoint",
+            &local_endpoint,
+            "--secrets-dir",
+            "secrets",
+            "--configmaps-dir",
+            "configmaps",
+            "--remote-ca-file",
+            "pki/certs/root_ca.crt",
+        ],
+    );
+    wait_until(
+        "3 MQTT 3.1.1 sessions on the remote",
+        Duration::from_secs(20),
+        || {
+            let log = remote.log();
+            (0..3).all(|k| log.contains(&format!(" as e4k-{k} (p2, c0,")))
+        },
+    );
+    // The seed's local broker authentication is a service account token, which 3.1.1
+    // cannot carry: the bridge says so and connects without it.
+    assert!(
+        bridge
+            .log()
+            .contains("needs MQTT 5 enhanced authentication"),
+        "{}",
+        bridge.log()
+    );
+    let local_port = local.port().to_string();
+    let v3 = ["-V", "mqttv311"];
+
+    // Commands from the cloud.
+    let sub = Command::new("mosquitto_sub")
+        .args(["-t", "command", "-i", "sub_1", "-q", "1", "-h", "127.0.0.1"])
+        .args(["-p", &local_port, "-C", "1", "-W", "20"])
+        .args(v3)
+        .current_dir(d.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("sub_1 subscribed", Duration::from_secs(10), || {
+        local.log().contains("sub_1 1 command")
+    });
+    let publish = Command::new("mosquitto_pub")
+        .args([
+            "-q",
+            "1",
+            "-t",
+            "command",
+            "-m",
+            "a 3.1.1 command",
+            "-i",
+            "mosquitto",
+        ])
+        .args(v3)
+        .args(remote_tls(remote.port()))
+        .current_dir(d.dir.path())
+        .output()
+        .unwrap();
+    assert!(publish.status.success(), "{publish:?}");
+    let got = sub.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout),
+        "a 3.1.1 command\n",
+        "{got:?}\nbridge log:\n{}",
+        bridge.log()
+    );
+
+    // Telemetry and, through the ShareTest group, alerts.
+    let telemetry = Command::new("mosquitto_sub")
+        .args([
+            "-q",
+            "1",
+            "-t",
+            "factory/telemetry/#",
+            "-i",
+            "mosquitto_sub",
+        ])
+        .args(["-C", "30", "-W", "30", "-v"])
+        .args(v3)
+        .args(remote_tls(remote.port()))
+        .current_dir(d.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("telemetry subscriber", Duration::from_secs(10), || {
+        remote.log().contains("mosquitto_sub 1 factory/telemetry/#")
+    });
+    for (topic, message) in [
+        ("factory/telemetry/temperature", "t"),
+        ("factory/telemetry/anomaly/high-temperature", "alert"),
+    ] {
+        let status = Command::new("mosquitto_pub")
+            .args(["-q", "1", "-t", topic, "-m", message, "--repeat", "10"])
+            .args(["-h", "127.0.0.1", "-p", &local_port])
+            .args(v3)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let got = telemetry.wait_with_output().unwrap();
+    let lines = String::from_utf8_lossy(&got.stdout).into_owned();
+    let count = |needle: &str| lines.lines().filter(|l| *l == needle).count();
+    // Anomalies match both the telemetry route (own topic) and the alert route.
+    assert_eq!(
+        (
+            count("factory/telemetry/temperature t"),
+            count("factory/telemetry/anomaly/high-temperature alert"),
+            count("factory/telemetry/alert alert"),
+        ),
+        (10, 10, 10),
+        "{lines}\nbridge log:\n{}",
+        bridge.log()
+    );
+    let status = bridge.terminate();
+    assert!(status.success(), "{}", bridge.log());
+}
+
 #[test]
 fn unreachable_remote_is_logged_and_not_ready_until_sigterm() {
     let d = Dir::new();

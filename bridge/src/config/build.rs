@@ -15,8 +15,8 @@ use super::files::ClientCertFiles;
 use super::report::{Origin, Report, Site, show};
 use super::resolve::{
     Authentication, BrokerConnection, ConfigOptions, DEFAULT_RECEIVE_MAXIMUM, Direction,
-    EVENT_GRID_MAX_PACKET_SIZE, EVENT_GRID_MAX_SESSIONS, LogLevel, QoS, Route, SessionSettings,
-    SharedSubscription, Tls, Transport, TrustRoots,
+    EVENT_GRID_MAX_PACKET_SIZE, EVENT_GRID_MAX_SESSIONS, LogLevel, MqttVersion, QoS, Route,
+    SessionSettings, SharedSubscription, Tls, Transport, TrustRoots,
 };
 use super::topic::{
     EVENT_GRID_MAX_LEVELS, EVENT_GRID_MAX_TOPIC_BYTES, TopicError, TopicFilter, check_topic_name,
@@ -97,6 +97,8 @@ pub(crate) struct PlacedRoute {
 pub(crate) struct ConnectorDraft {
     /// `metadata.name`.
     pub(crate) name: String,
+    /// Resolved `protocol`.
+    pub(crate) protocol: MqttVersion,
     /// Resolved `bridgeInstances`.
     pub(crate) bridge_instances: u32,
     /// Resolved `clientIdPrefix`.
@@ -126,6 +128,7 @@ pub(crate) fn connector(doc: &RawDocument, name: &str, ctx: &mut Ctx<'_>) -> Con
     let site = ctx.site("", &doc.keys, "");
     let mut draft = ConnectorDraft {
         name: name.to_owned(),
+        protocol: MqttVersion::V5,
         bridge_instances: 1,
         client_id_prefix: name.to_owned(),
         log_level: LogLevel::Info,
@@ -151,17 +154,15 @@ pub(crate) fn connector(doc: &RawDocument, name: &str, ctx: &mut Ctx<'_>) -> Con
     draft.instances_site = ctx.site("spec", &spec.keys, "bridgeInstances");
     match spec.protocol.as_deref() {
         None | Some("v5") => {}
-        Some("v3") => ctx.error(
-            "spec",
-            &spec.keys,
-            "protocol",
-            "protocol `v3` (MQTT 3.1.1) is not supported; set protocol: v5".to_owned(),
-        ),
+        Some("v3") => draft.protocol = MqttVersion::V3,
         Some(other) => ctx.error(
             "spec",
             &spec.keys,
             "protocol",
-            format!("protocol `{}` is not valid; set protocol: v5", show(other)),
+            format!(
+                "protocol `{}` is not valid; use v5 (MQTT 5) or v3 (MQTT 3.1.1)",
+                show(other)
+            ),
         ),
     }
     if let Some(instances) = spec.bridge_instances {
@@ -190,6 +191,30 @@ pub(crate) fn connector(doc: &RawDocument, name: &str, ctx: &mut Ctx<'_>) -> Con
     }
     draft.remote = remote_connection(spec, ctx, &mut draft.file_checks);
     draft.local = local_connection(spec, ctx, &mut draft.file_checks);
+    if draft.protocol == MqttVersion::V3 {
+        for (connection, field) in [
+            (&draft.remote, "remoteBrokerConnection"),
+            (&draft.local, "localBrokerConnection"),
+        ] {
+            if let Some(BrokerConnection {
+                authentication: Authentication::ServiceAccountToken { .. },
+                ..
+            }) = connection
+            {
+                ctx.warning(
+                    "spec",
+                    &spec.keys,
+                    field,
+                    format!(
+                        "{field} authenticates with a Kubernetes service account token \
+                         (K8S-SAT), which needs MQTT 5 enhanced authentication: with protocol \
+                         v3 the bridge connects without credentials; set protocol: v5 or \
+                         authentication.basic"
+                    ),
+                );
+            }
+        }
+    }
     draft
 }
 

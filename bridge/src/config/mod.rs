@@ -53,8 +53,9 @@ pub use self::files::{ClientCertFiles, ClientIdentity, FileError};
 pub use self::parse::{MAX_INPUT_BYTES, RawConfig};
 pub use self::report::{Location, Problem, Report, Severity};
 pub use self::resolve::{
-    Authentication, BridgeConfig, BrokerConnection, ConfigOptions, Direction, LogLevel, QoS, Route,
-    SessionRole, SessionSettings, SharedSubscription, Tls, Transport, TrustRoots,
+    Authentication, BridgeConfig, BrokerConnection, ConfigOptions, Direction, LogLevel,
+    MqttVersion, QoS, Route, SessionRole, SessionSettings, SharedSubscription, Tls, Transport,
+    TrustRoots,
 };
 pub use self::topic::{TopicError, TopicFilter};
 pub use crate::error::BridgeError;

@@ -5,7 +5,7 @@
 //!
 //! | Setting | Default |
 //! |---|---|
-//! | `protocol` | `v5` (the only version e4k speaks) |
+//! | `protocol` | `v5`; `v3` is MQTT 3.1.1 (see [`MqttVersion`]) |
 //! | `bridgeInstances` | 1 |
 //! | `clientIdPrefix` | the connector's `metadata.name` when absent or empty |
 //! | `logLevel` | `info` |
@@ -118,6 +118,8 @@ impl Default for ConfigOptions {
 pub struct BridgeConfig {
     /// The connector's `metadata.name`.
     pub name: String,
+    /// The MQTT version spoken to both brokers (`spec.protocol`).
+    pub protocol: MqttVersion,
     /// Number of bridge instances; at least 1.
     pub bridge_instances: u32,
     /// Prefix of every client ID.
@@ -130,6 +132,30 @@ pub struct BridgeConfig {
     pub local: BrokerConnection,
     /// The routes, in document order.
     pub routes: Vec<Route>,
+}
+
+/// The MQTT version of a connector's sessions (`spec.protocol`), used for both brokers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MqttVersion {
+    /// MQTT 5 (`v5`, the default): properties, Receive Maximum, No Local, session expiry.
+    #[default]
+    V5,
+    /// MQTT 3.1.1 (`v3`): no properties, so message properties are not forwarded and the
+    /// `e4k-hops` loop guard cannot be carried; no No Local; no enhanced authentication
+    /// (`K8S-SAT`); the broker decides how long a persistent session lives and how many
+    /// messages it sends unacknowledged.
+    V3,
+}
+
+impl MqttVersion {
+    /// `v5` or `v3`, as in the CRD.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MqttVersion::V5 => "v5",
+            MqttVersion::V3 => "v3",
+        }
+    }
 }
 
 /// Which session a client ID is for; see the [module docs](self) for the scheme.
@@ -488,6 +514,7 @@ mod tests {
     fn bridge(instances: u32, routes: Vec<Route>) -> BridgeConfig {
         BridgeConfig {
             name: "b".into(),
+            protocol: MqttVersion::V5,
             bridge_instances: instances,
             client_id_prefix: "e4k".into(),
             log_level: LogLevel::Info,

@@ -17,7 +17,9 @@
 //! A local-to-remote route and a remote-to-local route form a loop when a message one sends
 //! can be picked up by the other and sent back to where it started (e.g. both bridge
 //! `command/#` and keep the topic). That is a **warning**: the engine's hop limit stops such
-//! loops, but each message still crosses twice.
+//! loops, but each message still crosses twice. With `protocol: v3` it is an **error**: MQTT
+//! 3.1.1 carries no user property for the hop count and has no No Local, so nothing would
+//! stop it.
 
 use std::collections::HashMap;
 
@@ -31,7 +33,7 @@ use super::parse::RawConfig;
 use super::report::{Origin, Report, Site, show};
 use super::resolve::{
     BridgeConfig, ConfigOptions, Direction, EVENT_GRID_MAX_KEEP_ALIVE,
-    EVENT_GRID_MAX_SESSION_EXPIRY, EVENT_GRID_MAX_SESSIONS,
+    EVENT_GRID_MAX_SESSION_EXPIRY, EVENT_GRID_MAX_SESSIONS, MqttVersion,
 };
 
 /// Resolves every connector and collects every problem.
@@ -427,12 +429,13 @@ fn finish(
         );
     }
     check_overlaps(&draft.routes, report);
-    check_loops(&draft.routes, report);
+    check_loops(&draft.routes, draft.protocol, report);
     if options.check_files {
         check_files(&draft.file_checks, options, report);
     }
     let config = BridgeConfig {
         name: draft.name,
+        protocol: draft.protocol,
         bridge_instances: draft.bridge_instances,
         client_id_prefix: draft.client_id_prefix,
         log_level: draft.log_level,
@@ -515,7 +518,7 @@ fn loops(out: &PlacedRoute, back: &PlacedRoute) -> bool {
     }
 }
 
-fn check_loops(routes: &[PlacedRoute], report: &mut Report) {
+fn check_loops(routes: &[PlacedRoute], protocol: MqttVersion, report: &mut Report) {
     for (j, b) in routes.iter().enumerate() {
         for a in &routes[..j] {
             if a.route.direction == b.route.direction || !loops(a, b) {
@@ -526,16 +529,25 @@ fn check_loops(routes: &[PlacedRoute], report: &mut Report) {
             } else {
                 (b, a)
             };
-            report.warning(
-                &b.source_site,
-                format!(
-                    "routes `{}` (local-to-remote) and `{}` (remote-to-local) can loop: \
-                     messages the first sends to the remote broker match the second, which \
-                     sends them back; use distinct topics on each side",
-                    show(&out.route.name),
-                    show(&back.route.name)
-                ),
+            let message = format!(
+                "routes `{}` (local-to-remote) and `{}` (remote-to-local) can loop: messages \
+                 the first sends to the remote broker match the second, which sends them back; \
+                 use distinct topics on each side",
+                show(&out.route.name),
+                show(&back.route.name)
             );
+            match protocol {
+                MqttVersion::V5 => report.warning(&b.source_site, message),
+                // MQTT 3.1.1 has neither No Local nor user properties for the hop count:
+                // nothing would stop the loop.
+                MqttVersion::V3 => report.error(
+                    &b.source_site,
+                    format!(
+                        "{message} (with protocol v3 nothing stops such a loop: MQTT 3.1.1 has \
+                         neither No Local nor the user property that carries the hop count)"
+                    ),
+                ),
+            }
         }
     }
 }

@@ -61,19 +61,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rumqttc::Outgoing;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{
-    ConnAck, Filter, PubAckReason, PubRecReason, Publish, SubAck, SubscribeReasonCode,
-};
-use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions, Request};
+use rumqttc::v5::mqttbytes::v5::{Filter, Publish};
 use rumqttc::{TlsConfiguration, Transport};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::backoff::{Backoff, BackoffPolicy};
-use super::describe;
 use super::forward::{self, Limits, Message, RetainPolicy, Shape};
 use super::metrics::{ConnMetrics, DropReason, RouteMetrics};
+use super::mqtt::{self, Client, EventLoop, PollError, Polled};
 use super::tls::{self, ReloadingIdentity};
 use crate::config::{Tls, TopicFilter};
 
@@ -351,7 +348,7 @@ pub(crate) struct Conn {
     pub(crate) bridge: String,
     pub(crate) client_id: String,
     pub(crate) endpoint: String,
-    pub(crate) client: AsyncClient,
+    pub(crate) client: Client,
     outbox: Mutex<Outbox>,
     wake_publisher: Notify,
     pub(crate) gate: Arc<Gate>,
@@ -376,13 +373,13 @@ impl Conn {
         side: Side,
         bridge: &str,
         endpoint: String,
-        options: MqttOptions,
+        options: mqtt::Options,
         filters: Vec<Filter>,
         metrics: ConnMetrics,
         channel: usize,
     ) -> (Arc<Conn>, EventLoop) {
         let client_id = options.client_id();
-        let (client, eventloop) = AsyncClient::new(options, channel);
+        let (client, eventloop) = mqtt::client(options, channel);
         let conn = Conn {
             side,
             bridge: bridge.to_owned(),
@@ -466,8 +463,9 @@ impl Setup {
         }
     }
 
-    /// Reads what may have changed since the last attempt and updates `options`.
-    fn prepare(&mut self, options: &mut MqttOptions) -> Result<(), String> {
+    /// Reads what may have changed since the last attempt and updates the event loop's
+    /// settings.
+    fn prepare(&mut self, eventloop: &mut EventLoop) -> Result<(), String> {
         self.hint = None;
         if let Some(tls) = &self.tls {
             if self.config.is_none() {
@@ -475,7 +473,7 @@ impl Setup {
                     .map_err(|reason| format!("cannot load the trusted CA: {reason}"))?;
                 let config = tls::client_config(roots, self.identity.clone())
                     .map_err(|error| format!("cannot set up TLS: {error}"))?;
-                options.set_transport(Transport::Tls(TlsConfiguration::Rustls(Arc::clone(
+                eventloop.set_transport(Transport::Tls(TlsConfiguration::Rustls(Arc::clone(
                     &config,
                 ))));
                 self.config = Some(config);
@@ -496,8 +494,8 @@ impl Setup {
             Credentials::None => {}
             Credentials::Token(path) => match std::fs::read(path) {
                 Ok(token) => {
-                    options.set_authentication_method(Some("K8S-SAT".to_owned()));
-                    options.set_authentication_data(Some(Bytes::from(token)));
+                    eventloop
+                        .set_authentication(Some("K8S-SAT".to_owned()), Some(Bytes::from(token)));
                 }
                 Err(error) => {
                     // Validation at startup warns about a missing token once; this is
@@ -511,8 +509,7 @@ impl Setup {
                         );
                         self.token_warned = true;
                     }
-                    options.set_authentication_method(None);
-                    options.set_authentication_data(None);
+                    eventloop.set_authentication(None, None);
                 }
             },
             Credentials::UserPass { username, password } => {
@@ -521,7 +518,7 @@ impl Setup {
                         .map(|text| text.trim_end_matches(['\r', '\n']).to_owned())
                         .map_err(|error| format!("cannot read {}: {error}", path.display()))
                 };
-                options.set_credentials(read(username)?, read(password)?);
+                eventloop.set_credentials(read(username)?, read(password)?);
             }
         }
         Ok(())
@@ -601,7 +598,7 @@ pub(crate) async fn run_poll(mut eventloop: EventLoop, mut ctx: PollCtx) {
             if ctx.shutdown.is_cancelled() {
                 break;
             }
-            if let Err(cause) = ctx.setup.prepare(&mut eventloop.options) {
+            if let Err(cause) = ctx.setup.prepare(&mut eventloop) {
                 if !ctx.failed(cause, &mut backoff).await {
                     break;
                 }
@@ -619,16 +616,19 @@ pub(crate) async fn run_poll(mut eventloop: EventLoop, mut ctx: PollCtx) {
         };
         let mut force_reconnect = None;
         match event {
-            Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
+            Ok(Polled::ConnAck {
+                session_present,
+                limits,
+            }) => {
                 backoff.reset();
                 subscribe_pending = !ctx.conn.filters.is_empty();
                 if subscribe_pending {
                     subscribe_pending = !ctx.try_subscribe();
                 }
-                ctx.on_connack(&ack, connected_once);
+                ctx.on_connack(session_present, limits, connected_once);
                 connected_once = true;
             }
-            Ok(Event::Incoming(Incoming::Publish(publish))) => {
+            Ok(Polled::Publish(publish)) => {
                 if !over_window_warned
                     && publish.qos != QoS::AtMostOnce
                     && ctx.conn.gate.unsettled() >= usize::from(ctx.policy.window)
@@ -652,37 +652,23 @@ pub(crate) async fn run_poll(mut eventloop: EventLoop, mut ctx: PollCtx) {
                     ));
                 }
             }
-            Ok(Event::Incoming(Incoming::PubAck(ack))) => {
-                let ok = matches!(
-                    ack.reason,
-                    PubAckReason::Success | PubAckReason::NoMatchingSubscribers
-                );
-                ctx.on_ack(ack.pkid, ok, || format!("{:?}", ack.reason));
-            }
-            Ok(Event::Incoming(Incoming::PubRec(rec))) => {
-                let ok = matches!(
-                    rec.reason,
-                    PubRecReason::Success | PubRecReason::NoMatchingSubscribers
-                );
-                ctx.on_ack(rec.pkid, ok, || format!("{:?}", rec.reason));
-            }
-            Ok(Event::Incoming(Incoming::SubAck(suback))) => ctx.on_suback(&suback),
-            Ok(Event::Outgoing(Outgoing::Publish(pkid) | Outgoing::AwaitAck(pkid))) => {
+            Ok(Polled::Ack { pkid, refused }) => ctx.on_ack(pkid, refused),
+            Ok(Polled::SubAck(codes)) => ctx.on_suback(&codes),
+            Ok(Polled::Outgoing(Outgoing::Publish(pkid) | Outgoing::AwaitAck(pkid))) => {
                 ctx.on_outgoing_publish(pkid);
             }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+            Ok(Polled::Outgoing(Outgoing::Disconnect)) => {
                 if ctx.shutdown.is_cancelled() {
                     debug!(client_id = %ctx.conn.client_id, broker = ctx.conn.side.as_str(),
                         "disconnected");
                     break;
                 }
             }
-            Ok(Event::Outgoing(_)) => ctx.conn.wake_publisher.notify_one(),
-            Ok(Event::Incoming(_)) => {}
-            Err(ConnectionError::RequestsDone) => break,
-            Err(error) => {
+            Ok(Polled::Outgoing(_)) => ctx.conn.wake_publisher.notify_one(),
+            Ok(Polled::Other) => {}
+            Err(PollError::Done) => break,
+            Err(PollError::Lost(mut cause)) => {
                 ctx.on_lost(&mut eventloop);
-                let mut cause = describe::connection_error(&error);
                 if let Some(hint) = &ctx.setup.hint {
                     cause = format!("{cause} ({hint})");
                 }
@@ -756,11 +742,7 @@ impl PollCtx {
     }
 
     fn try_subscribe(&self) -> bool {
-        match self
-            .conn
-            .client
-            .try_subscribe_many(self.conn.filters.iter().cloned())
-        {
+        match self.conn.client.try_subscribe(&self.conn.filters) {
             Ok(()) => true,
             Err(error) => {
                 debug!(%error, "subscribe deferred");
@@ -769,26 +751,16 @@ impl PollCtx {
         }
     }
 
-    fn on_connack(&mut self, ack: &ConnAck, reconnect: bool) {
-        let props = ack.properties.as_ref();
-        let limits = Limits {
-            max_packet_size: props.and_then(|p| p.max_packet_size),
-            retain_available: props.and_then(|p| p.retain_available) != Some(0),
-            max_qos: match props.and_then(|p| p.max_qos) {
-                Some(0) => QoS::AtMostOnce,
-                Some(1) => QoS::AtLeastOnce,
-                _ => QoS::ExactlyOnce,
-            },
-        };
+    fn on_connack(&mut self, session_present: bool, limits: Limits, reconnect: bool) {
         let (broker, client_id, endpoint) = self.label();
         info!(
             broker,
             client_id,
             endpoint,
-            session_present = ack.session_present,
+            session_present,
             "connected to the {broker} broker {endpoint} as {client_id}"
         );
-        if reconnect && !ack.session_present {
+        if reconnect && !session_present {
             self.conn.metrics.session_lost.inc();
             warn!(
                 broker,
@@ -814,13 +786,14 @@ impl PollCtx {
         self.conn.wake_publisher.notify_one();
     }
 
-    fn on_suback(&self, suback: &SubAck) {
-        let refused: Vec<String> = suback
-            .return_codes
+    fn on_suback(&self, codes: &[Option<String>]) {
+        let refused: Vec<String> = codes
             .iter()
             .zip(&self.conn.filters)
-            .filter(|(code, _)| !matches!(code, SubscribeReasonCode::Success(_)))
-            .map(|(code, filter)| format!("{} ({code:?})", filter.path))
+            .filter_map(|(code, filter)| {
+                code.as_ref()
+                    .map(|reason| format!("{} ({reason})", filter.path))
+            })
             .collect();
         let (broker, client_id, endpoint) = self.label();
         if refused.is_empty() {
@@ -963,7 +936,7 @@ impl PollCtx {
         self.conn.wake_publisher.notify_one();
     }
 
-    fn on_ack(&self, pkid: u16, ok: bool, reason: impl FnOnce() -> String) {
+    fn on_ack(&self, pkid: u16, refused: Option<String>) {
         let pending = {
             let mut outbox = lock(&self.conn.outbox);
             outbox
@@ -977,7 +950,19 @@ impl PollCtx {
             debug!(pkid, "acknowledgement for an unknown packet");
             return;
         };
-        if ok {
+        if let Some(reason) = refused {
+            let (broker, client_id, _) = self.label();
+            let cause = format!(
+                "the {broker} broker refused a message the bridge published on `{}`: {reason}",
+                pending.message.topic,
+            );
+            warn!(broker, client_id, "{cause}; dropped");
+            pending.settle.finish(Err(DropReason::Rejected));
+            self.conn.set_status(|status| {
+                status.publishes_refused = true;
+                status.last_error = Some(cause);
+            });
+        } else {
             let latency = pending.message.received.elapsed();
             pending.settle.finish(Ok(latency));
             self.conn.set_status(|status| {
@@ -985,19 +970,6 @@ impl PollCtx {
                     status.publishes_refused = false;
                     status.last_error = None;
                 }
-            });
-        } else {
-            let (broker, client_id, _) = self.label();
-            let cause = format!(
-                "the {broker} broker refused a message the bridge published on `{}`: {}",
-                pending.message.topic,
-                reason()
-            );
-            warn!(broker, client_id, "{cause}; dropped");
-            pending.settle.finish(Err(DropReason::Rejected));
-            self.conn.set_status(|status| {
-                status.publishes_refused = true;
-                status.last_error = Some(cause);
             });
         }
         self.conn.wake_publisher.notify_one();
@@ -1009,15 +981,9 @@ impl PollCtx {
         let lost_qos0 = {
             let mut outbox = lock(&self.conn.outbox);
             outbox.connected = false;
-            // Moves what is still in the request channel to `pending` so that nothing
-            // published before this point reaches the next connection behind our back.
-            eventloop.clean();
-            eventloop
-                .pending
-                .retain(|request| matches!(request, Request::PubRel(_)));
             // rumqtt#1056/#1014: a publish stashed on a packet-id collision is never
             // cleared and wedges the client; it is in our resend list anyway.
-            eventloop.state.collision = None;
+            eventloop.on_lost();
             let mut all: VecDeque<Pending> = outbox.inflight.drain(..).map(|(_, p)| p).collect();
             all.append(&mut outbox.queued);
             all.append(&mut outbox.resend);
@@ -1048,14 +1014,14 @@ enum Attempt {
     Dropped(Pending, DropReason),
 }
 
-fn attempt(client: &AsyncClient, pending: Pending, limits: &Limits) -> Attempt {
+fn attempt(client: &Client, pending: Pending, limits: &Limits) -> Attempt {
     let (qos, retain, properties) = match forward::finish(&pending.message, limits, Instant::now())
     {
         Ok(parts) => parts,
         Err(reason) => return Attempt::Dropped(pending, reason),
     };
     let message = &pending.message;
-    match client.try_publish_with_properties(
+    match client.try_publish(
         message.topic.as_str(),
         qos,
         retain,
@@ -1170,15 +1136,10 @@ pub(crate) async fn run_acker(conn: Arc<Conn>, stop: CancellationToken) {
         }
         conn.gate.take_ready(&mut ready);
         for (pkid, qos) in ready.drain(..) {
-            let publish = Publish {
-                qos,
-                pkid,
-                ..Publish::default()
-            };
             tokio::select! {
                 biased;
                 () = stop.cancelled() => return,
-                result = conn.client.ack(&publish) => if result.is_err() { return },
+                result = conn.client.ack(pkid, qos) => if result.is_err() { return },
             }
         }
     }

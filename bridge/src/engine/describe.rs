@@ -29,6 +29,38 @@ pub(crate) fn connection_error(error: &ConnectionError) -> String {
     }
 }
 
+/// [`connection_error`] for rumqttc's MQTT 3.1.1 client.
+pub(crate) fn connection_error_v3(error: &rumqttc::ConnectionError) -> String {
+    use rumqttc::ConnectionError as E;
+    if let Some(tls) = find_rustls(error) {
+        return tls_error(tls);
+    }
+    match error {
+        E::NetworkTimeout => {
+            "timed out while connecting (TCP, TLS handshake or CONNACK)".to_owned()
+        }
+        E::FlushTimeout => "timed out while writing to the broker".to_owned(),
+        E::ConnectionRefused(code) => {
+            format!("the broker refused the connection: CONNACK return code {code:?}")
+        }
+        E::Io(io) => io_error(io),
+        E::Tls(tls) => format!("TLS: {tls}"),
+        E::MqttState(state) => match state {
+            rumqttc::StateError::Io(io) => io_error(io),
+            rumqttc::StateError::ConnectionAborted => "the broker closed the connection".to_owned(),
+            rumqttc::StateError::AwaitPingResp => {
+                "no PINGRESP from the broker within the keep-alive; connection considered dead"
+                    .to_owned()
+            }
+            rumqttc::StateError::CollisionTimeout => {
+                "the broker did not acknowledge a packet in time (packet id collision)".to_owned()
+            }
+            other => format!("MQTT protocol error: {other}"),
+        },
+        other => other.to_string(),
+    }
+}
+
 fn state_error(error: &StateError) -> String {
     match error {
         StateError::Io(io) => io_error(io),
@@ -151,5 +183,12 @@ mod tests {
 
         let refused = ConnectionError::Io(io::Error::from(io::ErrorKind::ConnectionRefused));
         assert!(connection_error(&refused).contains("connection refused"));
+
+        let inner = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
+        let error = rumqttc::ConnectionError::Io(io::Error::new(io::ErrorKind::InvalidData, inner));
+        assert!(connection_error_v3(&error).contains("unknown issuer"));
+        let refused =
+            rumqttc::ConnectionError::ConnectionRefused(rumqttc::ConnectReturnCode::NotAuthorized);
+        assert!(connection_error_v3(&refused).contains("NotAuthorized"));
     }
 }

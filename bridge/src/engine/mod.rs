@@ -26,7 +26,9 @@
 //!
 //! # Sessions
 //!
-//! Every session is persistent (Clean Start off, the configured session expiry),
+//! Sessions speak MQTT 5, or MQTT 3.1.1 with `protocol: v3` (see [`mqtt`] for what 3.1.1
+//! leaves out: properties, No Local, Receive Maximum, session expiry, enhanced
+//! authentication). Every session is persistent (Clean Start off, the configured session expiry),
 //! announce a Receive Maximum (the in-flight window) and a maximum packet size, and use
 //! manual acknowledgements: a message is acknowledged to its source only after the
 //! destination acknowledged it, in arrival order (see [`conn`]). Subscriptions use No Local
@@ -50,6 +52,7 @@ pub(crate) mod describe;
 pub(crate) mod forward;
 pub(crate) mod health;
 pub(crate) mod metrics;
+pub(crate) mod mqtt;
 pub(crate) mod tls;
 
 use std::net::SocketAddr;
@@ -74,7 +77,8 @@ use self::conn::{Conn, Credentials, Policy, PollCtx, RouteCtx, Setup, Side};
 use self::metrics::Metrics;
 use self::tls::ReloadingIdentity;
 use crate::config::{
-    Authentication, BridgeConfig, BrokerConnection, Direction, QoS, Route, SessionRole, Transport,
+    Authentication, BridgeConfig, BrokerConnection, Direction, MqttVersion, QoS, Route,
+    SessionRole, Transport,
 };
 use crate::error::BridgeError;
 
@@ -197,7 +201,7 @@ impl BridgeHandle {
 /// One connection before its tasks start.
 struct Prepared {
     conn: Arc<Conn>,
-    eventloop: rumqttc::v5::EventLoop,
+    eventloop: mqtt::EventLoop,
     routes: Vec<Arc<RouteCtx>>,
     unroutable: Arc<metrics::RouteMetrics>,
     setup: Setup,
@@ -684,7 +688,7 @@ fn prepare_conn(
         })
         .collect();
     let unroutable = metrics.route(&config.name, "-", direction);
-    let mqtt = mqtt_options(connection, client_id, window, options);
+    let mqtt = mqtt_options(connection, config.protocol, client_id, window, options);
     let conn_metrics = metrics.connection(&config.name, side.as_str(), client_id);
     let channel = usize::from(window).clamp(10, 1024);
     let (conn, eventloop) = Conn::new(
@@ -709,33 +713,52 @@ fn prepare_conn(
 
 fn mqtt_options(
     connection: &BrokerConnection,
+    protocol: MqttVersion,
     client_id: &str,
     window: u16,
     options: &RunOptions,
-) -> MqttOptions {
+) -> mqtt::Options {
     let session = &connection.session;
-    let mut mqtt = MqttOptions::new(
-        client_id,
-        connection.endpoint.host.clone(),
-        connection.endpoint.port,
-    );
-    mqtt.set_keep_alive(session.keep_alive.max(Duration::from_secs(5)))
-        .set_clean_start(session.clean_start)
-        .set_session_expiry_interval(Some(
-            u32::try_from(session.session_expiry.as_secs()).unwrap_or(u32::MAX),
-        ))
-        .set_receive_maximum(Some(window))
-        .set_max_packet_size(Some(session.max_packet_size))
-        .set_outgoing_inflight_upper_limit(window)
-        .set_manual_acks(true)
-        .set_connection_timeout(options.connect_timeout.as_secs().max(1));
+    let keep_alive = session.keep_alive.max(Duration::from_secs(5));
+    let connect_timeout = options.connect_timeout.as_secs().max(1);
     // Acknowledgements and forwards are small packets that gate each other: Nagle's
     // algorithm would hold them back for the peer's delayed ACK (tens of milliseconds).
     let mut network = NetworkOptions::new();
     network.set_tcp_nodelay(true);
-    network.set_connection_timeout(options.connect_timeout.as_secs().max(1));
-    mqtt.set_network_options(network);
-    mqtt
+    network.set_connection_timeout(connect_timeout);
+    let host = connection.endpoint.host.clone();
+    let port = connection.endpoint.port;
+    match protocol {
+        MqttVersion::V5 => {
+            let mut mqtt = MqttOptions::new(client_id, host, port);
+            mqtt.set_keep_alive(keep_alive)
+                .set_clean_start(session.clean_start)
+                .set_session_expiry_interval(Some(
+                    u32::try_from(session.session_expiry.as_secs()).unwrap_or(u32::MAX),
+                ))
+                .set_receive_maximum(Some(window))
+                .set_max_packet_size(Some(session.max_packet_size))
+                .set_outgoing_inflight_upper_limit(window)
+                .set_manual_acks(true)
+                .set_connection_timeout(connect_timeout);
+            mqtt.set_network_options(network);
+            mqtt::Options::V5(Box::new(mqtt))
+        }
+        MqttVersion::V3 => {
+            // MQTT 3.1.1 has no session expiry (a persistent session lives as long as the
+            // broker keeps it), no Receive Maximum (the broker's own in-flight setting applies;
+            // the gate's read pause bounds what the bridge holds) and no Maximum Packet Size
+            // in CONNACK: the configured maximum is assumed for the broker too.
+            let max_packet = usize::try_from(session.max_packet_size).unwrap_or(usize::MAX);
+            let mut mqtt = rumqttc::MqttOptions::new(client_id, host, port);
+            mqtt.set_keep_alive(keep_alive)
+                .set_clean_session(session.clean_start)
+                .set_max_packet_size(max_packet, max_packet)
+                .set_inflight(window)
+                .set_manual_acks(true);
+            mqtt::Options::V3(Box::new(mqtt), network, session.max_packet_size)
+        }
+    }
 }
 
 fn setup(connection: &BrokerConnection) -> Setup {
