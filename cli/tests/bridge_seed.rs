@@ -116,6 +116,35 @@ fn start_bridge(dir: &Dir, args: &[&str]) -> BridgeProcess {
     BridgeProcess { child, log }
 }
 
+/// `e4k bridge run --config config` with the endpoints of `remote` and `local` and the files
+/// of [`pki_and_remote_config`], plus `extra` arguments.
+fn start_seed_bridge(
+    dir: &Dir,
+    config: &str,
+    remote: &Mosquitto,
+    local: &Mosquitto,
+    extra: &[&str],
+) -> BridgeProcess {
+    let remote_endpoint = format!("localhost:{}", remote.port());
+    let local_endpoint = format!("127.0.0.1:{}", local.port());
+    let mut args = vec![
+        "--config",
+        config,
+        "--remote-endpoint",
+        &remote_endpoint,
+        "--local-endpoint",
+        &local_endpoint,
+        "--secrets-dir",
+        "secrets",
+        "--configmaps-dir",
+        "configmaps",
+        "--remote-ca-file",
+        "pki/certs/root_ca.crt",
+    ];
+    args.extend_from_slice(extra);
+    start_bridge(dir, &args)
+}
+
 fn seed_yaml() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../templates/bridge.yaml")
@@ -191,28 +220,13 @@ fn seed_walkthrough_through_e4k_bridge_run() {
     let remote = Mosquitto::start(&pki_and_remote_config(&d)).unwrap();
     let local = Mosquitto::start("allow_anonymous true\n").unwrap();
     let metrics_port = e4k_tests::free_port().unwrap();
-    let remote_endpoint = format!("localhost:{}", remote.port());
-    let local_endpoint = format!("127.0.0.1:{}", local.port());
     let metrics_listen = format!("127.0.0.1:{metrics_port}");
-    let config = seed_yaml();
-    let mut bridge = start_bridge(
+    let mut bridge = start_seed_bridge(
         &d,
-        &[
-            "--config",
-            &config,
-            "--remote-endpoint",
-            &remote_endpoint,
-            "--local-endpoint",
-            &local_endpoint,
-            "--secrets-dir",
-            "secrets",
-            "--configmaps-dir",
-            "configmaps",
-            "--remote-ca-file",
-            "pki/certs/root_ca.crt",
-            "--metrics-listen",
-            &metrics_listen,
-        ],
+        &seed_yaml(),
+        &remote,
+        &local,
+        &["--metrics-listen", &metrics_listen],
     );
     wait_until("/readyz", Duration::from_secs(20), || {
         matches!(http_get(metrics_port, "/readyz"), Some((200, _)))
@@ -459,25 +473,7 @@ fn seed_walkthrough_with_protocol_v3() {
         seed.replace("protocol: v5", "protocol: v3"),
     )
     .unwrap();
-    let remote_endpoint = format!("localhost:{}", remote.port());
-    let local_endpoint = format!("127.0.0.1:{}", local.port());
-    let mut bridge = start_bridge(
-        &d,
-        &[
-            "--config",
-            "bridge-v3.yaml",
-            "--remote-endpoint",
-            &remote_endpoint,
-            "--local-endpoint",
-            &local_endpoint,
-            "--secrets-dir",
-            "secrets",
-            "--configmaps-dir",
-            "configmaps",
-            "--remote-ca-file",
-            "pki/certs/root_ca.crt",
-        ],
-    );
+    let mut bridge = start_seed_bridge(&d, "bridge-v3.yaml", &remote, &local, &[]);
     wait_until(
         "3 MQTT 3.1.1 sessions on the remote",
         Duration::from_secs(20),
