@@ -94,6 +94,28 @@ pub struct MqttConfig {
     /// [`EmulatorConfig::mqtt_hostname`]. (A client that sends another name in SNI gets a
     /// certificate for it anyway.)
     pub hostnames: Vec<String>,
+    /// Event Grid's inbound limit per client session: PUBLISH packets per second and bytes
+    /// per second a session may send (default 1,000 msg/s and 1 MB/s, the service's quota).
+    /// The front end throttles a faster session by reading from it more slowly, so TCP
+    /// backpressure slows the client down. `None` lifts the limit.
+    pub session_publish_limit: Option<PublishLimit>,
+}
+
+/// A per-session inbound publish limit; see [`MqttConfig::session_publish_limit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PublishLimit {
+    /// PUBLISH packets per second; 0 = no limit on the count.
+    pub messages_per_second: u32,
+    /// Bytes of PUBLISH packets per second; 0 = no limit on the size.
+    pub bytes_per_second: u32,
+}
+
+impl PublishLimit {
+    /// Event Grid's quota: 1,000 messages and 1 MB per second per session.
+    pub const EVENT_GRID: PublishLimit = PublishLimit {
+        messages_per_second: 1_000,
+        bytes_per_second: 1_000_000,
+    };
 }
 
 impl Default for MqttConfig {
@@ -103,6 +125,7 @@ impl Default for MqttConfig {
             mosquitto_binary: None,
             ca_file: None,
             hostnames: Vec::new(),
+            session_publish_limit: Some(PublishLimit::EVENT_GRID),
         }
     }
 }

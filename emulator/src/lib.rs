@@ -50,7 +50,7 @@ mod rules;
 mod service;
 mod store;
 
-pub use config::{EmulatorConfig, FaultConfig, MqttConfig, Quotas};
+pub use config::{EmulatorConfig, FaultConfig, MqttConfig, PublishLimit, Quotas};
 pub use error::EmulatorError;
 pub use kind::ResourceKind;
 pub use server::{Emulator, RunningEmulator};

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use e4k_emulator::{Emulator, EmulatorConfig, MqttConfig, RunningEmulator};
+use e4k_emulator::{Emulator, EmulatorConfig, MqttConfig, PublishLimit, RunningEmulator};
 use e4k_provisioning::certs::{
     self, CertificateAuthority, InitOptions, KeyFormat, KeyProtection, KeyType, LeafOutput,
     LeafSpec, NotAfter, Profile,
@@ -216,11 +216,15 @@ fn client_body(state: &str, attributes: Value) -> Value {
 
 /// Starts an emulator with the data plane and creates the e4k seed through ARM.
 async fn seeded() -> (RunningEmulator, Arm) {
+    seeded_with(MqttConfig::default()).await
+}
+
+async fn seeded_with(mqtt: MqttConfig) -> (RunningEmulator, Arm) {
     let pki = pki();
     let emulator = Emulator::start(EmulatorConfig {
         lro_delay: Duration::ZERO,
         mqtt_hostname: "localhost".into(),
-        mqtt: Some(MqttConfig::default()),
+        mqtt: Some(mqtt),
         ..EmulatorConfig::default()
     })
     .await
@@ -815,6 +819,60 @@ async fn the_bridge_seed_routes_work() {
     for bridge in &mut instances {
         assert_eq!(bridge.message(ARRIVAL).await.as_deref(), Some("now"));
     }
+    emulator.shutdown().await.unwrap();
+}
+
+/// Event Grid's inbound quota per session, scaled down to 100 msg/s: after its 100 ms of
+/// burst credit (10 messages) a session that publishes as fast as it can is slowed to the
+/// quota, while a second session has a quota of its own. (A lower bound on the time taken:
+/// proof of the throttle, not a speed goal.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_throttled_to_their_publish_quota() {
+    let (emulator, _arm) = seeded_with(MqttConfig {
+        session_publish_limit: Some(PublishLimit {
+            messages_per_second: 100,
+            bytes_per_second: 0,
+        }),
+        ..MqttConfig::default()
+    })
+    .await;
+    let mut commander = connect(&emulator, "commander", "mosquitto").await.unwrap();
+    commander
+        .subscribe("factory/telemetry/#", QoS::AtMostOnce)
+        .await;
+    let a = connect(&emulator, "e4k-1", "mqttbridge").await.unwrap();
+    let b = connect(&emulator, "e4k-2", "mqttbridge").await.unwrap();
+    const EACH: usize = 40;
+    let started = Instant::now();
+    for i in 0..EACH {
+        for (client, name) in [(&a, "a"), (&b, "b")] {
+            client
+                .client
+                .publish(
+                    "factory/telemetry/x",
+                    QoS::AtMostOnce,
+                    false,
+                    format!("{name}{i}").into_bytes(),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let mut got = 0;
+    while got < 2 * EACH {
+        assert!(
+            commander.message(ARRIVAL).await.is_some(),
+            "only {got} messages arrived"
+        );
+        got += 1;
+    }
+    let elapsed = started.elapsed();
+    // Each session: 10 at once, 30 at 100/s = at least 0.3 s; sharing one quota would take
+    // 0.7 s.
+    assert!(
+        elapsed >= Duration::from_millis(280),
+        "{elapsed:?}: not throttled"
+    );
     emulator.shutdown().await.unwrap();
 }
 

@@ -12,6 +12,7 @@ use std::{
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use e4k_emulator::PublishLimit;
 use e4k_provisioning::eventgrid::{
     apply::{self, Applied, ApplyOptions},
     arm::{ArmClient, ArmConfig},
@@ -143,6 +144,13 @@ pub(crate) struct EmulatorArgs {
     /// on PATH).
     #[arg(long, value_name = "PATH", requires = "mqtt_listen")]
     mosquitto: Option<PathBuf>,
+    /// PUBLISH packets per second each MQTT session may send, as Event Grid's quota (faster
+    /// sessions are slowed down); 0 lifts the limit.
+    #[arg(long, value_name = "N", default_value_t = PublishLimit::EVENT_GRID.messages_per_second)]
+    session_publish_rate: u32,
+    /// Bytes of PUBLISH packets per second each MQTT session may send; 0 lifts the limit.
+    #[arg(long, value_name = "BYTES", default_value_t = PublishLimit::EVENT_GRID.bytes_per_second)]
+    session_publish_bytes: u32,
 }
 
 pub(crate) fn run(command: EventgridCommand, out: &Output) -> anyhow::Result<ExitCode> {
@@ -704,6 +712,12 @@ async fn emulator_cmd(args: EmulatorArgs, out: &Output) -> anyhow::Result<ExitCo
             listen,
             mosquitto_binary: args.mosquitto.clone(),
             ca_file: args.mqtt_ca_out.clone(),
+            session_publish_limit: (args.session_publish_rate > 0
+                || args.session_publish_bytes > 0)
+                .then_some(PublishLimit {
+                    messages_per_second: args.session_publish_rate,
+                    bytes_per_second: args.session_publish_bytes,
+                }),
             ..MqttConfig::default()
         });
         // A local data plane is reached as localhost unless told otherwise.

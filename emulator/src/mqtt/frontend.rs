@@ -4,11 +4,15 @@
 //! piped both ways until either side closes. Client packets are framed on the way, to refuse
 //! QoS 2 PUBLISH and packets over 512 KiB and to lower QoS 2 subscriptions to 1; mosquitto's
 //! own `max_qos` is lost on its first reload (mosquitto 2.0.11), so it cannot be relied on.
+//! A session that publishes faster than Event Grid's per-session quota is throttled
+//! ([`Throttle`]): the front end reads its packets more slowly, and TCP backpressure does the
+//! rest. (How the real service enforces the quota is not documented; slowing down is the
+//! behaviour a client can count on least, so it is what a bridge must be built for.)
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -27,6 +31,7 @@ use super::packet::{
     Connect, PacketError, Refusal, V5, cap_subscribe_qos, connack, disconnect, frame_len,
     publish_qos, with_max_qos_1,
 };
+use crate::config::PublishLimit;
 
 /// How long a client may take to complete TLS.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,6 +55,8 @@ pub(crate) struct FrontEnd {
     pub(crate) broker: SocketAddr,
     /// Live sessions per authentication name.
     pub(crate) sessions: Arc<Sessions>,
+    /// The inbound publish quota of each session.
+    pub(crate) publish_limit: Option<PublishLimit>,
 }
 
 impl FrontEnd {
@@ -133,7 +140,8 @@ impl FrontEnd {
             .await
             .map_err(|e| format!("writing to mosquitto: {e}"))?;
         buffer.drain(..used);
-        let ended = pipe(tls, upstream, connect.level, buffer).await;
+        let throttle = self.publish_limit.map(Throttle::new);
+        let ended = pipe(tls, upstream, connect.level, buffer, throttle).await;
         drop(guard);
         tracing::debug!(%username, %ended, "MQTT client disconnected");
         Ok(())
@@ -195,7 +203,13 @@ impl FrontEnd {
 
 /// Pipes packets between the client and mosquitto until both directions are done (or the
 /// client broke a rule); says how it ended. `pending` holds client bytes already read.
-async fn pipe<S>(client: S, broker: TcpStream, level: u8, pending: Vec<u8>) -> String
+async fn pipe<S>(
+    client: S,
+    broker: TcpStream,
+    level: u8,
+    pending: Vec<u8>,
+    throttle: Option<Throttle>,
+) -> String
 where
     S: AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -215,7 +229,7 @@ where
         let _ = client_write.shutdown().await;
     };
     let down = to_client(broker_read, tx.clone(), level);
-    let up = to_broker(client_read, broker_write, tx, level, pending);
+    let up = to_broker(client_read, broker_write, tx, level, pending, throttle);
     let relay = async move {
         tokio::pin!(down);
         tokio::pin!(up);
@@ -282,6 +296,7 @@ async fn to_broker<R: AsyncRead + Unpin>(
     tx: mpsc::Sender<Vec<u8>>,
     level: u8,
     mut buffer: Vec<u8>,
+    mut throttle: Option<Throttle>,
 ) -> String {
     let mut chunk = vec![0u8; 16 * 1024];
     let refuse = |reason: u8, why: &str| {
@@ -309,8 +324,14 @@ async fn to_broker<R: AsyncRead + Unpin>(
                 Err(e) => return format!("bad packet: {e}"),
             };
             let mut packet: Vec<u8> = buffer.drain(..len).collect();
-            if publish_qos(packet[0]) == Some(2) {
+            let qos = publish_qos(packet[0]);
+            if qos == Some(2) {
                 return refuse(QOS_NOT_SUPPORTED, "QoS 2 PUBLISH refused").await;
+            }
+            if qos.is_some()
+                && let Some(until) = throttle.as_mut().and_then(|t| t.admit(packet.len()))
+            {
+                tokio::time::sleep_until(until.into()).await;
             }
             if let Err(e) = cap_subscribe_qos(&mut packet, level) {
                 return format!("bad SUBSCRIBE: {e}");
@@ -324,6 +345,63 @@ async fn to_broker<R: AsyncRead + Unpin>(
             Err(e) => return format!("client read failed: {e}"),
             Ok(n) => buffer.extend_from_slice(&chunk[..n]),
         }
+    }
+}
+
+/// Event Grid's per-session inbound quota as two virtual clocks, one for messages and one for
+/// bytes: each PUBLISH moves them forward by its cost (1/rate), a clock never lags more than
+/// [`Throttle::BURST`] behind real time (the credit a quiet session may save up), and a
+/// PUBLISH is passed on once both clocks are no longer ahead of real time.
+#[derive(Debug)]
+pub(crate) struct Throttle {
+    per_message: Option<Duration>,
+    per_byte_nanos: Option<f64>,
+    messages: Instant,
+    bytes: Instant,
+}
+
+impl Throttle {
+    /// The most credit a session saves up: 100 ms of quota.
+    const BURST: Duration = Duration::from_millis(100);
+
+    pub(crate) fn new(limit: PublishLimit) -> Self {
+        Self::starting_at(limit, Instant::now())
+    }
+
+    /// A new session starts with the whole burst credit.
+    fn starting_at(limit: PublishLimit, now: Instant) -> Self {
+        let now = now.checked_sub(Self::BURST).unwrap_or(now);
+        Throttle {
+            per_message: (limit.messages_per_second > 0)
+                .then(|| Duration::from_secs(1) / limit.messages_per_second),
+            per_byte_nanos: (limit.bytes_per_second > 0)
+                .then(|| 1e9 / f64::from(limit.bytes_per_second)),
+            messages: now,
+            bytes: now,
+        }
+    }
+
+    /// Charges a PUBLISH of `len` bytes; returns when it may pass, if that is later than now.
+    pub(crate) fn admit(&mut self, len: usize) -> Option<Instant> {
+        self.admit_at(len, Instant::now())
+    }
+
+    fn admit_at(&mut self, len: usize, now: Instant) -> Option<Instant> {
+        let floor = now.checked_sub(Self::BURST).unwrap_or(now);
+        if let Some(cost) = self.per_message {
+            self.messages = self.messages.max(floor) + cost;
+        }
+        if let Some(per_byte) = self.per_byte_nanos {
+            #[allow(
+                clippy::cast_precision_loss,
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss
+            )]
+            let cost = Duration::from_nanos((len as f64 * per_byte) as u64);
+            self.bytes = self.bytes.max(floor) + cost;
+        }
+        let until = self.messages.max(self.bytes);
+        (until > now).then_some(until)
     }
 }
 
@@ -456,6 +534,44 @@ impl Drop for SessionGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttle_holds_a_session_to_its_quota_after_a_burst() {
+        let t0 = Instant::now();
+        let mut throttle = Throttle::starting_at(
+            PublishLimit {
+                messages_per_second: 1_000,
+                bytes_per_second: 0,
+            },
+            t0,
+        );
+        // 100 ms of credit: the first 100 pass at once, then one per millisecond.
+        assert!((0..100).all(|_| throttle.admit_at(10, t0).is_none()));
+        let ms = Duration::from_millis(1);
+        assert_eq!(throttle.admit_at(10, t0), Some(t0 + ms));
+        assert_eq!(throttle.admit_at(10, t0), Some(t0 + 2 * ms));
+        // After a quiet second, at most 100 ms of credit again.
+        let t1 = t0 + Duration::from_secs(1);
+        assert!((0..100).all(|_| throttle.admit_at(10, t1).is_none()));
+        assert_eq!(throttle.admit_at(10, t1), Some(t1 + ms));
+    }
+
+    #[test]
+    fn throttle_counts_bytes_too() {
+        let t0 = Instant::now();
+        let mut throttle = Throttle::starting_at(
+            PublishLimit {
+                messages_per_second: 0,
+                bytes_per_second: 1_000_000,
+            },
+            t0,
+        );
+        assert_eq!(throttle.admit_at(100_000, t0), None);
+        assert_eq!(
+            throttle.admit_at(100_000, t0),
+            Some(t0 + Duration::from_millis(100))
+        );
+    }
 
     #[test]
     fn sessions_are_counted_per_authentication_name() {

@@ -157,6 +157,7 @@ impl DataPlane {
             source,
             broker: broker.addr(),
             sessions: Arc::default(),
+            publish_limit: config.session_publish_limit,
         });
         Ok(Self {
             listener,
