@@ -6,6 +6,7 @@
 
 pub mod faults;
 pub mod proxy;
+pub mod scripted;
 
 use std::{
     io,

@@ -913,7 +913,9 @@ impl PollCtx {
         let settled = {
             let mut outbox = lock(&self.conn.outbox);
             if pkid != 0 && outbox.inflight.iter().any(|(id, _)| *id == pkid) {
-                // A collision resolved: the message was bound at its AwaitAck event.
+                // `AwaitAck(pkid)`: the next publish collided with `pkid`, which is still in
+                // flight. rumqttc stashes it and writes it (`Publish(pkid)`) once that
+                // PUBACK has arrived; it stays first in `queued` and is bound then.
                 None
             } else {
                 match outbox.queued.pop_front() {

@@ -1,0 +1,340 @@
+//! Sharding benchmark (not a test): how e4k's throughput toward Event Grid grows with the number
+//! of sessions, against the emulator's data plane, which holds every session to Event Grid's
+//! inbound quota (1,000 PUBLISH/s and 1 MB/s per session; see emulator/README.md).
+//!
+//! The seed is set up through the emulator's ARM API with `e4k up`'s library call (certificates,
+//! namespace, clients, topic spaces, bindings); a local mosquitto takes QoS 1 telemetry of 256 B
+//! as fast as a publisher can send it; a subscriber on the emulator (the seed's `mosquitto`
+//! client) counts arrivals. Measured:
+//!
+//! - one session publishing straight into the emulator (the quota itself);
+//! - e4k with `bridgeInstances` 1, 2 and 3 (one remote session each; the route is subscribed
+//!   as a shared subscription on the local broker, so each message is forwarded once; the
+//!   seed allows 3 sessions per authentication name).
+//!
+//! ```text
+//! cargo bench -p e4k-tests --bench bridge_sessions
+//! E4K_BENCH_MESSAGES=6000 cargo bench -p e4k-tests --bench bridge_sessions
+//! ```
+//!
+//! Prints a Markdown table.
+
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_precision_loss
+)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use e4k_bridge::config::{ConfigOptions, RawConfig, resolve};
+use e4k_bridge::engine::{Bridge, RunOptions};
+use e4k_emulator::{Emulator, EmulatorConfig, MqttConfig, PublishLimit};
+use e4k_provisioning::certs::{KeyProtection, NotAfter};
+use e4k_provisioning::eventgrid::arm::{ArmClient, ArmConfig};
+use e4k_provisioning::eventgrid::credential::StaticToken;
+use e4k_provisioning::k8s::manifests::ManifestInput;
+use e4k_provisioning::up::{self, UpOptions};
+use e4k_tests::Mosquitto;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::{Outgoing, TlsConfiguration, Transport};
+use tokio_util::sync::CancellationToken;
+
+const TOPIC: &str = "factory/telemetry/bench";
+const SIZE: usize = 256;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The emulator's MQTT port and the files to reach it.
+struct Cloud {
+    port: u16,
+    ca: PathBuf,
+    certs: PathBuf,
+}
+
+impl Cloud {
+    /// A v5 client with the certificate `name` from `e4k up`'s certs directory; its event loop
+    /// runs in a task that counts arriving messages in `received`.
+    async fn client(&self, id: &str, name: &str, received: Arc<AtomicUsize>) -> AsyncClient {
+        let mut options = MqttOptions::new(id, "localhost", self.port);
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_transport(Transport::Tls(TlsConfiguration::Simple {
+            ca: std::fs::read(&self.ca).unwrap(),
+            alpn: None,
+            client_auth: Some((
+                std::fs::read(self.certs.join(format!("{name}.pem"))).unwrap(),
+                std::fs::read(self.certs.join(format!("{name}.key"))).unwrap(),
+            )),
+        }));
+        start(options, received).await
+    }
+}
+
+/// Starts a client whose event loop counts incoming PUBLISH packets; returns once connected.
+async fn start(options: MqttOptions, received: Arc<AtomicUsize>) -> AsyncClient {
+    let (client, mut eventloop) = AsyncClient::new(options, 1000);
+    let (connected_tx, connected_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut connected_tx = Some(connected_tx);
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    if let Some(tx) = connected_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(_))) => {
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+                // Disconnected on purpose: do not reconnect (the session would still count
+                // against the authentication name's quota).
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+                Ok(_) => {}
+                Err(error) => {
+                    eprintln!("client error: {error}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), connected_rx)
+        .await
+        .expect("no CONNACK")
+        .unwrap();
+    client
+}
+
+/// Publishes `n` QoS 1 messages through `publisher` and waits until `received` grew by `n`;
+/// messages per second from the first publish to the last arrival.
+async fn measure(publisher: &AsyncClient, received: &AtomicUsize, n: usize) -> f64 {
+    let before = received.load(Ordering::Relaxed);
+    let payload = Bytes::from(vec![b'x'; SIZE]);
+    let started = Instant::now();
+    for _ in 0..n {
+        publisher
+            .publish_bytes(TOPIC, QoS::AtLeastOnce, false, payload.clone())
+            .await
+            .unwrap();
+    }
+    let deadline = started + Duration::from_secs(120);
+    while received.load(Ordering::Relaxed) < before + n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} arrived",
+            received.load(Ordering::Relaxed) - before
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+fn bridge_yaml(instances: u32) -> String {
+    format!(
+        "apiVersion: az-edge.com/v1alpha4
+kind: MqttBridgeConnector
+metadata:
+  name: bench
+spec:
+  protocol: v5
+  bridgeInstances: {instances}
+  clientIdPrefix: bench{instances}
+  remoteBrokerConnection:
+    endpoint: placeholder:8883
+    tls:
+      tlsEnabled: true
+    authentication:
+      x509:
+        clientK8sSecret: bridge-client-cert
+  localBrokerConnection:
+    endpoint: placeholder:1883
+    authentication:
+      basic:
+        anonymous: true
+---
+apiVersion: az-edge.com/v1alpha4
+kind: MqttBridgeTopicMap
+metadata:
+  name: bench
+spec:
+  mqttBridgeConnectorRef: bench
+  routes:
+    - direction: local-to-remote
+      name: telemetry
+      source: factory/telemetry/#
+"
+    )
+}
+
+/// `e4k up` against the emulator: returns the certs and secrets directories.
+async fn seed(dir: &Path, emulator: &e4k_emulator::RunningEmulator) -> (PathBuf, PathBuf) {
+    let spec = dir.join("eventgrid.yaml");
+    let bridge_yaml = dir.join("bridge.yaml");
+    std::fs::write(
+        &spec,
+        e4k_templates::EVENTGRID_YAML.replace(
+            "${AZURE_SUBSCRIPTION_ID}",
+            "00000000-0000-0000-0000-00000000e4ed",
+        ),
+    )
+    .unwrap();
+    std::fs::write(&bridge_yaml, e4k_templates::BRIDGE_YAML).unwrap();
+    let arm = Arc::new(
+        ArmClient::new(
+            ArmConfig {
+                endpoint: emulator.base_url().parse().unwrap(),
+                min_poll_interval: Duration::from_millis(10),
+                ..ArmConfig::default()
+            },
+            Arc::new(StaticToken::new("bench")),
+            CancellationToken::new(),
+        )
+        .unwrap(),
+    );
+    let out = dir.join("e4k-out");
+    let report = up::up(
+        &UpOptions {
+            spec,
+            bridge_config: bridge_yaml,
+            bridge_secret: "bridge-client-cert".into(),
+            bridge_client: "mqttbridge".into(),
+            pki: dir.join("pki"),
+            out: out.clone(),
+            ca_protection: KeyProtection::Plaintext,
+            ca_password: None,
+            pki_name: "e4k bench".into(),
+            client_validity: NotAfter::parse("24h").unwrap(),
+            manifests: ManifestInput {
+                name: "e4k-bench".into(),
+                namespace: None,
+                image: "e4k:bench".into(),
+                replicas: 1,
+                bridge_yaml: String::new(),
+                secrets: vec!["bridge-client-cert".into()],
+                config_maps: Vec::new(),
+                service_account_token: None,
+            },
+            concurrency: 8,
+            bridge_sessions: None,
+        },
+        &arm,
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert!(
+        emulator.mqtt_synced(Duration::from_secs(10)).await,
+        "the emulator's broker did not pick up the namespace"
+    );
+    (out.join("certs"), report.secrets_dir)
+}
+
+fn main() {
+    let n = env_usize("E4K_BENCH_MESSAGES", 6_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let limit = PublishLimit::EVENT_GRID;
+    let rows = runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let emulator = Emulator::start(EmulatorConfig {
+            lro_delay: Duration::from_millis(5),
+            lro_retry_after_secs: 0,
+            mqtt_hostname: "localhost".into(),
+            mqtt: Some(MqttConfig {
+                session_publish_limit: Some(limit),
+                ..MqttConfig::default()
+            }),
+            ..EmulatorConfig::default()
+        })
+        .await
+        .expect("the emulator starts (is mosquitto installed?)");
+        let (certs, secrets) = seed(dir.path(), &emulator).await;
+        let cloud = Cloud {
+            port: emulator.mqtt_addr().unwrap().port(),
+            ca: emulator.mqtt_ca_pem_path().unwrap().to_owned(),
+            certs,
+        };
+        let received = Arc::new(AtomicUsize::new(0));
+        let subscriber = cloud
+            .client("bench-sub", "mosquitto", Arc::clone(&received))
+            .await;
+        subscriber
+            .subscribe("factory/telemetry/#", QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let mut rows = Vec::new();
+        let direct = cloud
+            .client("bench-direct", "mqttbridge", Arc::new(AtomicUsize::new(0)))
+            .await;
+        rows.push((
+            "one session straight into the emulator".to_owned(),
+            1,
+            measure(&direct, &received, n).await,
+        ));
+        direct.disconnect().await.unwrap();
+
+        let local = Mosquitto::start("allow_anonymous true\nmax_queued_messages 0\n").unwrap();
+        let mut publisher = MqttOptions::new("bench-pub", "127.0.0.1", local.port());
+        publisher.set_keep_alive(Duration::from_secs(30));
+        let publisher = start(publisher, Arc::new(AtomicUsize::new(0))).await;
+        for instances in 1..=3u32 {
+            let yaml = dir.path().join(format!("bridge-{instances}.yaml"));
+            std::fs::write(&yaml, bridge_yaml(instances)).unwrap();
+            let mut options = ConfigOptions::default();
+            options.secrets_dir.clone_from(&secrets);
+            options.remote_endpoint = Some(format!("localhost:{}", cloud.port));
+            options.local_endpoint = Some(format!("127.0.0.1:{}", local.port()));
+            options.remote_ca_file = Some(cloud.ca.clone());
+            let resolved = resolve(&RawConfig::load(&yaml).unwrap(), &options).unwrap();
+            let bridge = Bridge::new(&resolved.bridges, RunOptions::default()).unwrap();
+            let handle = bridge.handle();
+            let stop = CancellationToken::new();
+            let running = tokio::spawn(bridge.run(stop.clone()));
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !handle.readiness().ready {
+                assert!(Instant::now() < deadline, "{:?}", handle.readiness());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let rate = measure(&publisher, &received, n).await;
+            rows.push((
+                format!("local → e4k, bridgeInstances: {instances}"),
+                instances,
+                rate,
+            ));
+            stop.cancel();
+            running.await.unwrap().unwrap();
+        }
+        drop(local);
+        emulator.shutdown().await.unwrap();
+        rows
+    });
+    println!(
+        "\n### Sessions toward Event Grid (emulator quota {} msg/s and {} B/s per session; {n} \
+         QoS 1 messages of {SIZE} B per row; {} CPUs)\n",
+        limit.messages_per_second,
+        limit.bytes_per_second,
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
+    );
+    println!("| path | sessions to the emulator | msg/s | × one session |");
+    println!("|---|---:|---:|---:|");
+    let one = rows.first().map_or(1.0, |r| r.2);
+    for (name, sessions, rate) in &rows {
+        println!("| {name} | {sessions} | {rate:.0} | {:.2}× |", rate / one);
+    }
+}

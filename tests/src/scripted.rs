@@ -1,0 +1,535 @@
+//! A scripted, misbehaving MQTT v5 broker for regression tests of client bugs that a real
+//! broker does not provoke (mosquitto acknowledges in order and on time).
+//!
+//! [`ScriptedBroker`] listens on a free loopback port, plain TCP, and treats each connection
+//! as its [`Script`] says: it answers CONNECT with a CONNACK carrying the scripted Receive
+//! Maximum and session-present flag, then acknowledges QoS ≥ 1 publishes according to the
+//! connection's [`Behaviour`] — at once and in order, never for the connection's first
+//! publish (an out-of-order broker, the trigger of rumqttc's packet-id collision), or held
+//! and sent in bursts. PINGREQ, SUBSCRIBE, UNSUBSCRIBE and PUBREL are always answered. Every
+//! PUBLISH is handed to the test as a [`Received`], and per-connection
+//! [`ConnectionStats`] tell what the client sent and what was acknowledged. The test can cut
+//! a connection at any time ([`ScriptedBroker::disconnect`]: the socket is closed without a
+//! DISCONNECT, as a broker crash or a network failure would).
+//!
+//! Packets are parsed and written with rumqttc's own codec, so the broker speaks exactly
+//! the dialect of the client under test.
+
+use std::{
+    io,
+    net::SocketAddr,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
+};
+
+use rumqttc::v5::mqttbytes::{
+    self as mqttbytes, QoS,
+    v5::{
+        ConnAck, ConnAckProperties, ConnectReturnCode, Packet, PingResp, PubAck, PubComp, PubRec,
+        SubAck, SubscribeReasonCode, UnsubAck, UnsubAckReason,
+    },
+};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+};
+use tokio_util::{
+    bytes::{Bytes, BytesMut},
+    sync::CancellationToken,
+};
+
+/// How the broker acknowledges the QoS ≥ 1 publishes of one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Acknowledges every publish at once, in arrival order.
+    Behave,
+    /// Never acknowledges the connection's first QoS ≥ 1 publish and acknowledges every later
+    /// one at once: the acknowledgements are out of order, as with the brokers of
+    /// rumqtt#1014/#1056.
+    WithholdFirst,
+    /// Holds acknowledgements and sends all of them, in arrival order, every `period`.
+    AckInBursts(Duration),
+}
+
+/// What the broker does on one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnScript {
+    /// The CONNACK's session-present flag.
+    pub session_present: bool,
+    /// How publishes are acknowledged.
+    pub behaviour: Behaviour,
+}
+
+impl ConnScript {
+    /// A connection that behaves, with the given session-present flag.
+    #[must_use]
+    pub fn behave(session_present: bool) -> Self {
+        Self {
+            session_present,
+            behaviour: Behaviour::Behave,
+        }
+    }
+}
+
+/// What the broker does on each connection, in the order in which clients connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    /// The Receive Maximum announced in every CONNACK: the most unacknowledged QoS ≥ 1
+    /// publishes a client may have in flight.
+    pub receive_maximum: u16,
+    /// The first connections, in order.
+    pub connections: Vec<ConnScript>,
+    /// Every later connection.
+    pub then: ConnScript,
+}
+
+impl Script {
+    fn connection(&self, index: usize) -> ConnScript {
+        self.connections.get(index).copied().unwrap_or(self.then)
+    }
+}
+
+/// A PUBLISH the broker received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// The connection it came on (0 for the first connection).
+    pub connection: usize,
+    /// Its packet identifier (0 at QoS 0).
+    pub pkid: u16,
+    /// Its QoS.
+    pub qos: QoS,
+    /// Its DUP flag.
+    pub dup: bool,
+    /// Its topic.
+    pub topic: String,
+    /// Its payload.
+    pub payload: Bytes,
+}
+
+/// What happened on one connection so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionStats {
+    /// The client identifier of the CONNECT (empty until it arrived).
+    pub client_id: String,
+    /// The connection's script.
+    pub script: ConnScript,
+    /// The packet identifiers of the QoS ≥ 1 publishes received, in arrival order.
+    pub publishes: Vec<u16>,
+    /// The packet identifiers acknowledged (PUBACK or PUBREC written), in order.
+    pub acked: Vec<u16>,
+    /// The packet identifier never acknowledged ([`Behaviour::WithholdFirst`]).
+    pub withheld: Option<u16>,
+    /// When the last PUBLISH arrived.
+    pub last_publish: Option<Instant>,
+    /// PINGREQs received.
+    pub pings: u32,
+    /// Whether the connection is still open.
+    pub open: bool,
+    /// How it ended, once it did.
+    pub ended: Option<String>,
+}
+
+impl ConnectionStats {
+    fn new(script: ConnScript) -> Self {
+        Self {
+            client_id: String::new(),
+            script,
+            publishes: Vec::new(),
+            acked: Vec::new(),
+            withheld: None,
+            last_publish: None,
+            pings: 0,
+            open: true,
+            ended: None,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    stats: Mutex<Vec<ConnectionStats>>,
+    cancels: Mutex<Vec<CancellationToken>>,
+}
+
+/// Locks a mutex, ignoring poisoning (a panicking test thread leaves consistent data here).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A scripted MQTT v5 broker on 127.0.0.1, plain TCP; stopped (every connection closed) on
+/// drop. It runs on the Tokio runtime it was started on.
+#[derive(Debug)]
+pub struct ScriptedBroker {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    received: mpsc::UnboundedReceiver<Received>,
+    stop: CancellationToken,
+}
+
+impl Drop for ScriptedBroker {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl ScriptedBroker {
+    /// Starts the broker on a free loopback port. Must be called within a Tokio runtime.
+    ///
+    /// # Errors
+    /// When no port can be bound.
+    pub async fn start(script: Script) -> io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::default());
+        let (tx, received) = mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        tokio::spawn(accept_loop(
+            listener,
+            script,
+            Arc::clone(&shared),
+            tx,
+            stop.clone(),
+        ));
+        Ok(Self {
+            addr,
+            shared,
+            received,
+            stop,
+        })
+    }
+
+    /// The address clients connect to.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The port clients connect to.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The publishes received so far, in arrival order across connections.
+    pub fn received(&mut self) -> &mut mpsc::UnboundedReceiver<Received> {
+        &mut self.received
+    }
+
+    /// A snapshot of every connection accepted so far, in accept order.
+    #[must_use]
+    pub fn connections(&self) -> Vec<ConnectionStats> {
+        lock(&self.shared.stats).clone()
+    }
+
+    /// Closes connection `index` (0 for the first) without a DISCONNECT, as a crashed broker
+    /// or a broken network would. Returns false when there is no such connection.
+    pub fn disconnect(&self, index: usize) -> bool {
+        match lock(&self.shared.cancels).get(index) {
+            Some(cancel) => {
+                cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Polls the connection stats until `check` holds; `Err(last snapshot)` after `timeout`.
+    ///
+    /// # Errors
+    /// The last snapshot, when `check` did not hold in time.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        check: impl Fn(&[ConnectionStats]) -> bool,
+    ) -> Result<Vec<ConnectionStats>, Vec<ConnectionStats>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let stats = self.connections();
+            if check(&stats) {
+                return Ok(stats);
+            }
+            if Instant::now() > deadline {
+                return Err(stats);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    script: Script,
+    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<Received>,
+    stop: CancellationToken,
+) {
+    loop {
+        let stream = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let cancel = stop.child_token();
+        let index = {
+            let mut stats = lock(&shared.stats);
+            let mut cancels = lock(&shared.cancels);
+            let index = stats.len();
+            stats.push(ConnectionStats::new(script.connection(index)));
+            cancels.push(cancel.clone());
+            index
+        };
+        let conn = Conn {
+            index,
+            script: script.connection(index),
+            receive_maximum: script.receive_maximum,
+            shared: Arc::clone(&shared),
+            tx: tx.clone(),
+            held: Vec::new(),
+        };
+        tokio::spawn(conn.run(stream, cancel));
+    }
+}
+
+/// One connection's state.
+struct Conn {
+    index: usize,
+    script: ConnScript,
+    receive_maximum: u16,
+    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<Received>,
+    /// Acknowledgements held for the next burst.
+    held: Vec<(u16, Packet)>,
+}
+
+/// What to do after a packet.
+enum Next {
+    Continue,
+    Close(String),
+}
+
+fn invalid(error: mqttbytes::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error.to_string())
+}
+
+/// The next complete packet in `buf`, if any.
+fn parse(buf: &mut BytesMut) -> io::Result<Option<Packet>> {
+    match Packet::read(buf, None) {
+        Ok(packet) => Ok(Some(packet)),
+        Err(mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
+        Err(error) => Err(invalid(error)),
+    }
+}
+
+fn write(packet: &Packet, out: &mut BytesMut) -> io::Result<()> {
+    packet.write(out, None).map(drop).map_err(invalid)
+}
+
+/// Waits for the next tick of `interval`, or forever when there is none.
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+impl Conn {
+    async fn run(mut self, mut stream: TcpStream, cancel: CancellationToken) {
+        let ended = match self.serve(&mut stream, &cancel).await {
+            Ok(reason) => reason,
+            Err(error) => format!("error: {error}"),
+        };
+        let _ = stream.shutdown().await;
+        self.update(|stats| {
+            stats.open = false;
+            stats.ended = Some(ended);
+        });
+    }
+
+    fn update(&self, change: impl FnOnce(&mut ConnectionStats)) {
+        if let Some(stats) = lock(&self.shared.stats).get_mut(self.index) {
+            change(stats);
+        }
+    }
+
+    async fn serve(
+        &mut self,
+        stream: &mut TcpStream,
+        cancel: &CancellationToken,
+    ) -> io::Result<String> {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut out = BytesMut::with_capacity(4 * 1024);
+        let mut connected = false;
+        let mut bursts = match self.script.behaviour {
+            Behaviour::AckInBursts(period) => Some(tokio::time::interval_at(
+                tokio::time::Instant::now() + period,
+                period,
+            )),
+            Behaviour::Behave | Behaviour::WithholdFirst => None,
+        };
+        loop {
+            while let Some(packet) = parse(&mut buf)? {
+                if !connected {
+                    let Packet::Connect(connect, _, _) = packet else {
+                        return Ok(format!("first packet not a CONNECT: {packet:?}"));
+                    };
+                    connected = true;
+                    self.update(|stats| stats.client_id = connect.client_id.clone());
+                    write(&Packet::ConnAck(self.connack()), &mut out)?;
+                    continue;
+                }
+                if let Next::Close(reason) = self.handle(packet, &mut out)? {
+                    stream.write_all(&out).await?;
+                    return Ok(reason);
+                }
+            }
+            if !out.is_empty() {
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => return Ok("closed by the test".to_owned()),
+                    written = stream.write_all(&out) => written?,
+                }
+                out.clear();
+            }
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Ok("closed by the test".to_owned()),
+                () = tick(&mut bursts) => self.flush_held(&mut out)?,
+                read = stream.read_buf(&mut buf) => {
+                    if read? == 0 {
+                        return Ok("closed by the client".to_owned());
+                    }
+                }
+            }
+        }
+    }
+
+    fn connack(&self) -> ConnAck {
+        ConnAck {
+            session_present: self.script.session_present,
+            code: ConnectReturnCode::Success,
+            properties: Some(ConnAckProperties {
+                session_expiry_interval: None,
+                receive_max: Some(self.receive_maximum),
+                max_qos: None,
+                retain_available: None,
+                max_packet_size: None,
+                assigned_client_identifier: None,
+                topic_alias_max: None,
+                reason_string: None,
+                user_properties: Vec::new(),
+                wildcard_subscription_available: None,
+                subscription_identifiers_available: None,
+                shared_subscription_available: None,
+                server_keep_alive: None,
+                response_information: None,
+                server_reference: None,
+                authentication_method: None,
+                authentication_data: None,
+            }),
+        }
+    }
+
+    fn handle(&mut self, packet: Packet, out: &mut BytesMut) -> io::Result<Next> {
+        match packet {
+            Packet::Publish(publish) => {
+                let pkid = publish.pkid;
+                let qos = publish.qos;
+                let _ = self.tx.send(Received {
+                    connection: self.index,
+                    pkid,
+                    qos,
+                    dup: publish.dup,
+                    topic: String::from_utf8_lossy(&publish.topic).into_owned(),
+                    payload: publish.payload,
+                });
+                let ack = match qos {
+                    QoS::AtMostOnce => None,
+                    QoS::AtLeastOnce => Some(Packet::PubAck(PubAck::new(pkid, None))),
+                    QoS::ExactlyOnce => Some(Packet::PubRec(PubRec::new(pkid, None))),
+                };
+                let mut withhold = false;
+                let now = Instant::now();
+                self.update(|stats| {
+                    stats.last_publish = Some(now);
+                    if ack.is_some() {
+                        stats.publishes.push(pkid);
+                        if self.script.behaviour == Behaviour::WithholdFirst
+                            && stats.withheld.is_none()
+                        {
+                            stats.withheld = Some(pkid);
+                            withhold = true;
+                        }
+                    }
+                });
+                match (ack, self.script.behaviour) {
+                    (None, _) => {}
+                    (Some(_), _) if withhold => {}
+                    (Some(ack), Behaviour::AckInBursts(_)) => self.held.push((pkid, ack)),
+                    (Some(ack), Behaviour::Behave | Behaviour::WithholdFirst) => {
+                        write(&ack, out)?;
+                        self.update(|stats| stats.acked.push(pkid));
+                    }
+                }
+            }
+            Packet::PubRel(pubrel) => {
+                write(&Packet::PubComp(PubComp::new(pubrel.pkid, None)), out)?;
+            }
+            Packet::PingReq(_) => {
+                self.update(|stats| stats.pings += 1);
+                write(&Packet::PingResp(PingResp), out)?;
+            }
+            Packet::Subscribe(subscribe) => {
+                let suback = SubAck {
+                    pkid: subscribe.pkid,
+                    return_codes: subscribe
+                        .filters
+                        .iter()
+                        .map(|filter| SubscribeReasonCode::Success(filter.qos))
+                        .collect(),
+                    properties: None,
+                };
+                write(&Packet::SubAck(suback), out)?;
+            }
+            Packet::Unsubscribe(unsubscribe) => {
+                let unsuback = UnsubAck {
+                    pkid: unsubscribe.pkid,
+                    reasons: vec![UnsubAckReason::Success; unsubscribe.filters.len()],
+                    properties: None,
+                };
+                write(&Packet::UnsubAck(unsuback), out)?;
+            }
+            Packet::Disconnect(disconnect) => {
+                return Ok(Next::Close(format!(
+                    "DISCONNECT from the client ({:?})",
+                    disconnect.reason_code
+                )));
+            }
+            Packet::Connect(..) => return Ok(Next::Close("a second CONNECT".to_owned())),
+            // Acknowledgements of publishes the broker never sends, AUTH: ignored.
+            _ => {}
+        }
+        Ok(Next::Continue)
+    }
+
+    /// Writes the held acknowledgements, in order.
+    fn flush_held(&mut self, out: &mut BytesMut) -> io::Result<()> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let held = std::mem::take(&mut self.held);
+        for (_, ack) in &held {
+            write(ack, out)?;
+        }
+        self.update(|stats| stats.acked.extend(held.iter().map(|(pkid, _)| *pkid)));
+        Ok(())
+    }
+}
