@@ -50,6 +50,9 @@ pub enum Behaviour {
     WithholdFirst,
     /// Holds acknowledgements and sends all of them, in arrival order, every `period`.
     AckInBursts(Duration),
+    /// Acknowledges no publish at all (but answers pings and subscriptions): a stalled
+    /// session.
+    Silent,
 }
 
 /// What the broker does on one connection.
@@ -373,7 +376,7 @@ impl Conn {
                 tokio::time::Instant::now() + period,
                 period,
             )),
-            Behaviour::Behave | Behaviour::WithholdFirst => None,
+            Behaviour::Behave | Behaviour::WithholdFirst | Behaviour::Silent => None,
         };
         loop {
             while let Some(packet) = parse(&mut buf)? {
@@ -473,6 +476,7 @@ impl Conn {
                 match (ack, self.script.behaviour) {
                     (None, _) => {}
                     (Some(_), _) if withhold => {}
+                    (Some(_), Behaviour::Silent) => {}
                     (Some(ack), Behaviour::AckInBursts(_)) => self.held.push((pkid, ack)),
                     (Some(ack), Behaviour::Behave | Behaviour::WithholdFirst) => {
                         write(&ack, out)?;

@@ -321,11 +321,28 @@ struct Outbox {
     inflight: VecDeque<(u16, Pending)>,
     /// To publish again after a reconnect, before anything new.
     resend: VecDeque<Pending>,
+    /// Since when published forwards have waited without any acknowledgement (`None` when
+    /// nothing published waits): how a stalled session shows.
+    waiting_since: Option<Instant>,
 }
 
 impl Outbox {
     fn is_empty(&self) -> bool {
         self.queued.is_empty() && self.inflight.is_empty() && self.resend.is_empty()
+    }
+
+    /// A forward was handed to rumqttc.
+    fn sent(&mut self, pending: Pending) {
+        self.queued.push_back(pending);
+        if self.waiting_since.is_none() {
+            self.waiting_since = Some(Instant::now());
+        }
+    }
+
+    /// The destination acknowledged something (or a QoS 0 forward was written).
+    fn progressed(&mut self) {
+        self.waiting_since =
+            (!self.queued.is_empty() || !self.inflight.is_empty()).then(Instant::now);
     }
 }
 
@@ -340,6 +357,9 @@ pub(crate) struct Status {
     /// The broker refused the last message the bridge published (e.g. not authorized).
     pub(crate) publishes_refused: bool,
     pub(crate) last_error: Option<String>,
+    /// How long the oldest published forward has waited for an acknowledgement, when that
+    /// is longer than the connection's stall limit.
+    pub(crate) stalled: Option<Duration>,
 }
 
 /// A broker connection shared by its tasks.
@@ -355,6 +375,9 @@ pub(crate) struct Conn {
     status: Mutex<Status>,
     filters: Vec<Filter>,
     metrics: ConnMetrics,
+    /// How long published forwards may wait for an acknowledgement before the connection
+    /// counts as stalled.
+    stall_after: Duration,
 }
 
 impl std::fmt::Debug for Conn {
@@ -379,6 +402,7 @@ impl Conn {
         channel: usize,
     ) -> (Arc<Conn>, EventLoop) {
         let client_id = options.client_id();
+        let stall_after = options.keep_alive();
         let (client, eventloop) = mqtt::client(options, channel);
         let conn = Conn {
             side,
@@ -392,13 +416,27 @@ impl Conn {
             status: Mutex::new(Status::default()),
             filters,
             metrics,
+            stall_after,
         };
         (Arc::new(conn), eventloop)
     }
 
     /// The connection's health.
     pub(crate) fn status(&self) -> Status {
-        lock(&self.status).clone()
+        let stalled = self.stalled();
+        let mut status = lock(&self.status).clone();
+        status.stalled = stalled;
+        status
+    }
+
+    /// How long published forwards have waited for any acknowledgement while connected, when
+    /// that exceeds the stall limit (a keep-alive): a broker acknowledges in milliseconds, so
+    /// a session that takes messages but acknowledges none for that long is stuck, whatever
+    /// its keep-alive says (a client wedged by rumqtt#1056 answers pings).
+    pub(crate) fn stalled(&self) -> Option<Duration> {
+        let outbox = lock(&self.outbox);
+        let waited = outbox.waiting_since.filter(|_| outbox.connected)?.elapsed();
+        (waited > self.stall_after).then_some(waited)
     }
 
     /// Whether every forward this connection publishes is settled.
@@ -593,6 +631,7 @@ pub(crate) async fn run_poll(mut eventloop: EventLoop, mut ctx: PollCtx) {
     let mut subscribe_pending = false;
     let gate_limit = gate_limit(ctx.policy.window);
     let mut over_window_warned = false;
+    let mut stall_warned = false;
     loop {
         if need_connect {
             if ctx.shutdown.is_cancelled() {
@@ -663,6 +702,27 @@ pub(crate) async fn run_poll(mut eventloop: EventLoop, mut ctx: PollCtx) {
                         "disconnected");
                     break;
                 }
+            }
+            Ok(Polled::Outgoing(Outgoing::PingReq)) => {
+                // A stalled session still answers pings: say so once per stall.
+                match ctx.conn.stalled() {
+                    Some(waited) if !stall_warned => {
+                        stall_warned = true;
+                        let (broker, client_id, endpoint) = ctx.label();
+                        warn!(
+                            broker,
+                            client_id,
+                            endpoint,
+                            "the {broker} broker has acknowledged none of the messages the \
+                             bridge published for {}s; the session is reported not ready until \
+                             it does",
+                            waited.as_secs()
+                        );
+                    }
+                    Some(_) => {}
+                    None => stall_warned = false,
+                }
+                ctx.conn.wake_publisher.notify_one();
             }
             Ok(Polled::Outgoing(_)) => ctx.conn.wake_publisher.notify_one(),
             Ok(Polled::Other) => {}
@@ -919,7 +979,10 @@ impl PollCtx {
                 None
             } else {
                 match outbox.queued.pop_front() {
-                    Some(pending) if pkid == 0 => Some(pending),
+                    Some(pending) if pkid == 0 => {
+                        outbox.progressed();
+                        Some(pending)
+                    }
                     Some(pending) => {
                         outbox.inflight.push_back((pkid, pending));
                         None
@@ -941,12 +1004,16 @@ impl PollCtx {
     fn on_ack(&self, pkid: u16, refused: Option<String>) {
         let pending = {
             let mut outbox = lock(&self.conn.outbox);
-            outbox
+            let pending = outbox
                 .inflight
                 .iter()
                 .position(|(id, _)| *id == pkid)
                 .and_then(|index| outbox.inflight.remove(index))
-                .map(|(_, pending)| pending)
+                .map(|(_, pending)| pending);
+            if pending.is_some() {
+                outbox.progressed();
+            }
+            pending
         };
         let Some(pending) = pending else {
             debug!(pkid, "acknowledgement for an unknown packet");
@@ -993,6 +1060,7 @@ impl PollCtx {
                 .into_iter()
                 .partition(|pending| pending.message.qos == QoS::AtMostOnce);
             outbox.resend = rest.into();
+            outbox.waiting_since = None;
             qos0
         };
         for pending in lost_qos0 {
@@ -1054,7 +1122,7 @@ pub(crate) async fn run_publisher(
                     match attempt(&conn.client, pending, &outbox.limits) {
                         Attempt::Sent(pending) => {
                             pending.settle.metrics.retried.inc();
-                            outbox.queued.push_back(pending);
+                            outbox.sent(pending);
                         }
                         Attempt::Full(pending) => {
                             outbox.resend.push_front(pending);
@@ -1074,7 +1142,7 @@ pub(crate) async fn run_publisher(
                     }
                     let Some(pending) = held.take() else { break };
                     match attempt(&conn.client, pending, &outbox.limits) {
-                        Attempt::Sent(pending) => outbox.queued.push_back(pending),
+                        Attempt::Sent(pending) => outbox.sent(pending),
                         Attempt::Full(pending) => {
                             held = Some(pending);
                             blocked = true;

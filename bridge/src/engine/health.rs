@@ -2,8 +2,8 @@
 //!
 //! - `/metrics`: Prometheus text exposition (see [`metrics`](super::metrics)).
 //! - `/healthz`: `200 ok` while the process runs.
-//! - `/readyz`: `200` when every connection is up, subscribed and not refusing the bridge's
-//!   messages, else `503`; the body is a
+//! - `/readyz`: `200` when every connection is up, subscribed, and neither refusing nor
+//!   sitting on (stalled) the bridge's messages, else `503`; the body is a
 //!   JSON [`Readiness`] naming each connection, whether it is connected and subscribed, and
 //!   its last error.
 
@@ -51,12 +51,17 @@ pub struct ConnectionStatus {
     pub publishes_refused: bool,
     /// Why the last attempt failed or the subscription was refused.
     pub last_error: Option<String>,
+    /// Set when the broker has acknowledged none of the messages the bridge published on
+    /// this connection for longer than a keep-alive while connected: seconds the oldest has
+    /// waited. A stalled session still answers pings, so only this shows it.
+    pub stalled_secs: Option<u64>,
 }
 
 impl ConnectionStatus {
-    /// Connected and subscribed, and the broker accepts what the bridge publishes.
+    /// Connected and subscribed, and the broker accepts and acknowledges what the bridge
+    /// publishes.
     pub fn is_ready(&self) -> bool {
-        self.connected && self.subscribed && !self.publishes_refused
+        self.connected && self.subscribed && !self.publishes_refused && self.stalled_secs.is_none()
     }
 }
 

@@ -156,6 +156,7 @@ impl Shared {
                     subscribed: status.subscribed,
                     publishes_refused: status.publishes_refused,
                     last_error: status.last_error,
+                    stalled_secs: status.stalled.map(|waited| waited.as_secs()),
                 }
             })
             .collect();

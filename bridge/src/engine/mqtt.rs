@@ -7,6 +7,8 @@
 //! enhanced authentication). Both clients get the same workarounds after a connection loss
 //! (see [`EventLoop::on_lost`]).
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{
@@ -31,6 +33,14 @@ impl Options {
         match self {
             Options::V5(options) => options.client_id(),
             Options::V3(options, ..) => options.client_id(),
+        }
+    }
+
+    /// The keep-alive interval.
+    pub(crate) fn keep_alive(&self) -> Duration {
+        match self {
+            Options::V5(options) => options.keep_alive(),
+            Options::V3(options, ..) => options.keep_alive(),
         }
     }
 }
