@@ -9,6 +9,9 @@
 //!   traffic), which only keep-alive can detect;
 //! - the remote broker stopped for a few seconds and started again on the same port with the
 //!   same persistence file;
+//! - the local broker restarted with its persistence while the bridge holds a window of
+//!   unacknowledged forwards and a backlog waits in its session (duplicates up to twice the
+//!   window there: see the test);
 //! - the bridge's certificate files replaced while it runs: the next reconnect uses them;
 //! - two bridges routing the same topic both ways between the same brokers: no endless loop.
 //!
@@ -596,20 +599,33 @@ async fn local_broker_restart_with_persistence_loses_nothing() {
     let local_port = env.local.port();
     faults::terminate(&mut env.local).unwrap();
     env.local = Mosquitto::start_on(local_port, &faults::local_listener(Some(&store))).unwrap();
-    let port = env.remote.port();
-    let bridge = Running::start(&env.config("e4k", OUT_ROUTE, port), run_options());
+    // The remote is behind a proxy, so that the bridge can be made to hold messages it has
+    // not forwarded yet when the local broker restarts.
+    let proxy = TcpProxy::start(SocketAddr::from(([127, 0, 0, 1], env.remote.port()))).unwrap();
+    let bridge = Running::start(
+        &env.config("e4k", OUT_ROUTE, proxy.addr().port()),
+        run_options(),
+    );
     bridge.ready().await;
-    let subscriber = Subscriber::start(env.remote_options("restart-sub", port), TOPIC).await;
+    let subscriber =
+        Subscriber::start(env.remote_options("restart-sub", env.remote.port()), TOPIC).await;
 
-    // 6 s of stream, every message acknowledged by the local broker, then an orderly restart
-    // mid-stream (the broker writes its persistence file), then 6 s more.
+    // 6 s of stream, every message acknowledged by the local broker. From its 3rd second the
+    // path to the remote is silent: the bridge's window fills with forwards the remote never
+    // acknowledges (so the bridge acknowledges none of them to the local broker), and the
+    // rest of the stream piles up in the bridge's session on the local broker.
     let half = Duration::from_secs(6);
-    let first = publish_range(local_port, "restart-pub-1", 0, half)
-        .await
-        .await
-        .unwrap();
+    let first = publish_range(local_port, "restart-pub-1", 0, half).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.set_mode(Mode::Blackhole);
+    let first = first.await.unwrap();
+    let held = metric(&bridge.handle.metrics(), "e4k_bridge_messages_inflight");
+    // The restart: the broker writes its sessions (with the unacknowledged and queued
+    // messages) to disk and reads them back. Then the path to the remote heals.
     faults::terminate(&mut env.local).unwrap();
     env.local = Mosquitto::start_on(local_port, &faults::local_listener(Some(&store))).unwrap();
+    proxy.set_mode(Mode::Pass);
+    proxy.cut();
     bridge.ready().await;
     let second = publish_range(local_port, "restart-pub-2", first.sent, half)
         .await
@@ -619,12 +635,23 @@ async fn local_broker_restart_with_persistence_loses_nothing() {
         sent: second.sent,
         rate: first.rate.min(second.rate),
     };
+    assert!(
+        held > 0.0,
+        "the bridge held nothing when the local broker restarted"
+    );
     check_delivery(
         "local restart",
         &subscriber,
         &published,
-        u64::from(WINDOW),
-        "the local broker restarted with persistence between two 6-s halves of the stream",
+        // Each forward the bridge held when its local session went away is published once
+        // from the bridge's own resend list (it keeps them in case the broker lost the
+        // session) and once more when the restarted broker delivers it again: up to twice
+        // the window.
+        2 * u64::from(WINDOW),
+        &format!(
+            "the local broker restarted with persistence after 6 s of stream, while the bridge \
+             held {held} unacknowledged forwards (remote cut off for the last 3 s)"
+        ),
     )
     .await;
     bridge.stop().await;
