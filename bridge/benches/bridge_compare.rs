@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Env, Running, TestClient, run_options};
+use common::{Env, Running, TestClient, run_options, start_bridge};
 use e4k_tests::Mosquitto;
 use e4k_tests::proxy::{Mode, TcpProxy};
 use rumqttc::v5::mqttbytes::QoS;
@@ -123,7 +123,7 @@ impl Setup {
         let mosquitto_bridge = mosquitto_bridge(&env);
         let mut options = run_options();
         options.receive_maximum = Some(100);
-        let bridge = Running::start(&env.config(1, ROUTE), options);
+        let bridge = start_bridge(&env.config(1, ROUTE), options);
         bridge.ready().await;
         let mut subscriber = env.remote_client("bench-sub").await;
         subscriber.subscribe("e2e/out/#", QoS::AtLeastOnce).await;

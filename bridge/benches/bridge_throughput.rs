@@ -21,7 +21,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Env, Running, TestClient, run_options};
+use common::{Env, TestClient, run_options, start_bridge};
 use rumqttc::v5::mqttbytes::QoS;
 
 const PAYLOAD: usize = 256;
@@ -84,7 +84,7 @@ async fn through_bridge(n: usize, routes: &'static str, scenario: &'static str) 
     let env = Env::with_local(QUEUES, &local_queues);
     let mut options = run_options();
     options.receive_maximum = Some(100);
-    let bridge = Running::start(&env.config(1, routes), options);
+    let bridge = start_bridge(&env.config(1, routes), options);
     bridge.ready().await;
     let mut subscriber = env.remote_client("bench-sub").await;
     subscriber.subscribe("e2e/out/#", QoS::AtLeastOnce).await;

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Env, Running, TestClient, Validity, metric, run_options};
+use common::{Env, TestClient, Validity, metric, run_options, start_bridge};
 use e4k_bridge::engine::{HOPS_PROPERTY, RetainPolicy};
 use e4k_tests::Mosquitto;
 use rumqttc::v5::mqttbytes::QoS;
@@ -35,7 +35,7 @@ fn user(props: &PublishProperties, key: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v5_properties_survive_both_directions() {
     let env = Env::new("");
-    let bridge = Running::start(&env.config(1, BOTH_WAYS), run_options());
+    let bridge = start_bridge(&env.config(1, BOTH_WAYS), run_options());
     bridge.ready().await;
     let mut remote = env.remote_client("props-remote").await;
     remote.subscribe("e2e/out/#", QoS::AtLeastOnce).await;
@@ -100,7 +100,7 @@ async fn v5_properties_survive_both_directions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qos2_is_downgraded_hops_are_limited_and_retain_is_kept() {
     let env = Env::new("");
-    let bridge = Running::start(&env.config(1, BOTH_WAYS), run_options());
+    let bridge = start_bridge(&env.config(1, BOTH_WAYS), run_options());
     bridge.ready().await;
     let mut remote = env.remote_client("qos-remote").await;
     remote.subscribe("e2e/out/#", QoS::ExactlyOnce).await;
@@ -149,7 +149,7 @@ async fn retain_drop_policy_clears_the_flag() {
     let env = Env::new("");
     let mut options = run_options();
     options.retain = RetainPolicy::Drop;
-    let bridge = Running::start(&env.config(1, BOTH_WAYS), options);
+    let bridge = start_bridge(&env.config(1, BOTH_WAYS), options);
     bridge.ready().await;
     let mut remote = env.remote_client("drop-remote").await;
     remote.subscribe("e2e/out/#", QoS::AtLeastOnce).await;
@@ -172,7 +172,7 @@ async fn retain_drop_policy_clears_the_flag() {
 async fn oversize_message_is_dropped_and_counted_and_the_route_keeps_flowing() {
     // The remote announces a 16 KiB maximum packet size in its CONNACK.
     let env = Env::new("max_packet_size 16384");
-    let bridge = Running::start(&env.config(1, BOTH_WAYS), run_options());
+    let bridge = start_bridge(&env.config(1, BOTH_WAYS), run_options());
     bridge.ready().await;
     let mut remote = env.remote_client("big-remote").await;
     remote.subscribe("e2e/out/#", QoS::AtLeastOnce).await;
@@ -220,7 +220,7 @@ async fn wrong_ca_is_reported_and_retried() {
         env.local.port(),
         &other.root_file,
     );
-    let bridge = Running::start(&configs, run_options());
+    let bridge = start_bridge(&configs, run_options());
     let readiness = bridge
         .wait_for(|r| {
             r.connections.iter().any(|c| {
@@ -254,7 +254,7 @@ async fn expired_client_certificate_is_reported_then_a_rotated_one_is_used() {
         "mqttbridge",
         Validity::Expired,
     );
-    let bridge = Running::start(&env.config(1, BOTH_WAYS), run_options());
+    let bridge = start_bridge(&env.config(1, BOTH_WAYS), run_options());
     let readiness = bridge
         .wait_for(|r| {
             r.connections.iter().any(|c| {
@@ -283,7 +283,7 @@ async fn certificate_for_another_name_is_refused_by_the_acl() {
         "intruder",
         Validity::Good,
     );
-    let bridge = Running::start(&env.config(1, BOTH_WAYS), run_options());
+    let bridge = start_bridge(&env.config(1, BOTH_WAYS), run_options());
     // mosquitto accepts the TLS handshake (same CA) and, in 2.0, grants the subscription;
     // its ACL refuses the bridge's publishes (Event Grid refuses the CONNECT instead).
     bridge
@@ -322,7 +322,7 @@ async fn unreachable_remote_is_retried_until_it_comes_up() {
         env.local.port(),
         &env.pki.root_file,
     );
-    let bridge = Running::start(&configs, run_options());
+    let bridge = start_bridge(&configs, run_options());
     let readiness = bridge
         .wait_for(|r| {
             r.connections.iter().any(|c| {
@@ -370,7 +370,7 @@ async fn unreachable_remote_is_retried_until_it_comes_up() {
 async fn shutdown_drains_and_a_restart_resumes_from_the_session() {
     let env = Env::new("");
     let configs = env.config(1, BOTH_WAYS);
-    let bridge = Running::start(&configs, run_options());
+    let bridge = start_bridge(&configs, run_options());
     bridge.ready().await;
     let mut remote = env.remote_client("drain-remote").await;
     remote.subscribe("e2e/out/#", QoS::AtLeastOnce).await;
@@ -392,7 +392,7 @@ async fn shutdown_drains_and_a_restart_resumes_from_the_session() {
     );
 
     // A new bridge with the same client IDs resumes the session and forwards the rest.
-    let bridge = Running::start(&configs, run_options());
+    let bridge = start_bridge(&configs, run_options());
     bridge.ready().await;
     let mut seen = BTreeSet::new();
     while seen.len() < N {
@@ -423,7 +423,7 @@ async fn share_members_publish_through_their_instance_main_session() {
     let configs = env.config(2, ROUTES);
     assert_eq!(configs[0].remote_session_count(), 2);
     assert_eq!(configs[0].local_session_count(), 4);
-    let bridge = Running::start(&configs, run_options());
+    let bridge = start_bridge(&configs, run_options());
     bridge.ready().await;
     let ids = |broker: &str| -> BTreeSet<String> {
         bridge
@@ -485,7 +485,7 @@ async fn share_members_publish_through_their_instance_main_session() {
     bridge.stop().await;
 
     // The sources were acknowledged: a restart with the same sessions gets nothing again.
-    let bridge = Running::start(&configs, run_options());
+    let bridge = start_bridge(&configs, run_options());
     bridge.ready().await;
     assert!(
         remote.try_recv(Duration::from_secs(1)).await.is_none(),
@@ -522,7 +522,7 @@ async fn protocol_v3_bridges_with_mqtt_3_1_1_sessions() {
         env.local.port(),
         &env.pki.root_file,
     );
-    let bridge = Running::start(&configs, run_options());
+    let bridge = start_bridge(&configs, run_options());
     bridge.ready().await;
     for (broker, name) in [(&env.local, "local"), (&env.remote, "remote")] {
         let log = broker.log();
@@ -566,7 +566,7 @@ async fn protocol_v3_bridges_with_mqtt_3_1_1_sessions() {
             .publish("e2e/out/seq", QoS::AtLeastOnce, false, format!("{i}"))
             .await;
     }
-    let bridge = Running::start(&configs, run_options());
+    let bridge = start_bridge(&configs, run_options());
     bridge.ready().await;
     let mut seen = BTreeSet::new();
     while seen.len() < 50 {

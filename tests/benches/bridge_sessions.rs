@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use e4k_bridge::config::{ConfigOptions, RawConfig, resolve};
-use e4k_bridge::engine::{Bridge, RunOptions};
+use e4k_bridge::engine::RunOptions;
 use e4k_emulator::{Emulator, EmulatorConfig, MqttConfig, PublishLimit};
 use e4k_provisioning::certs::{KeyProtection, NotAfter};
 use e4k_provisioning::eventgrid::arm::{ArmClient, ArmConfig};
@@ -42,6 +42,7 @@ use e4k_provisioning::eventgrid::credential::StaticToken;
 use e4k_provisioning::k8s::manifests::ManifestInput;
 use e4k_provisioning::up::{self, UpOptions};
 use e4k_tests::Mosquitto;
+use e4k_tests::bridge::Running;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -302,23 +303,15 @@ fn main() {
             options.local_endpoint = Some(format!("127.0.0.1:{}", local.port()));
             options.remote_ca_file = Some(cloud.ca.clone());
             let resolved = resolve(&RawConfig::load(&yaml).unwrap(), &options).unwrap();
-            let bridge = Bridge::new(&resolved.bridges, RunOptions::default()).unwrap();
-            let handle = bridge.handle();
-            let stop = CancellationToken::new();
-            let running = tokio::spawn(bridge.run(stop.clone()));
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while !handle.readiness().ready {
-                assert!(Instant::now() < deadline, "{:?}", handle.readiness());
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            let bridge = Running::start(&resolved.bridges, RunOptions::default()).unwrap();
+            bridge.ready().await;
             let rate = measure(&publisher, &received, n).await;
             rows.push((
                 format!("local → e4k, bridgeInstances: {instances}"),
                 instances,
                 rate,
             ));
-            stop.cancel();
-            running.await.unwrap().unwrap();
+            bridge.stop().await;
         }
         drop(local);
         emulator.shutdown().await.unwrap();

@@ -4,6 +4,7 @@
 //! share: [`Mosquitto`], a real broker on a free loopback port, stopped on drop, and
 //! [`proxy::TcpProxy`], a TCP proxy that can blackhole or cut traffic for fault tests.
 
+pub mod bridge;
 pub mod faults;
 pub mod proxy;
 pub mod scripted;

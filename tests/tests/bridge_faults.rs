@@ -25,10 +25,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use e4k_bridge::RunOptions;
 use e4k_bridge::config::{self, BridgeConfig, ConfigOptions, RawConfig};
 use e4k_bridge::engine::{BackoffPolicy, Readiness};
-use e4k_bridge::{Bridge, BridgeHandle, RunOptions};
 use e4k_tests::Mosquitto;
+use e4k_tests::bridge::{Running, metric};
 use e4k_tests::faults::{self, BRIDGE_SECRET, FaultPki};
 use e4k_tests::proxy::{Mode, TcpProxy};
 use rumqttc::v5::mqttbytes::QoS;
@@ -36,7 +37,6 @@ use rumqttc::v5::mqttbytes::v5::{Filter, Packet};
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use rumqttc::{TlsConfiguration, Transport};
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 
 /// The bridge's in-flight window (Receive Maximum announced to both brokers).
 const WINDOW: u16 = 100;
@@ -145,6 +145,11 @@ spec:
     }
 }
 
+/// Starts a bridge in this process, its waits lasting [`WAIT`].
+fn start(configs: &[BridgeConfig], options: RunOptions) -> Running {
+    Running::start(configs, options).unwrap().with_wait(WAIT)
+}
+
 fn run_options() -> RunOptions {
     let mut options = RunOptions::default();
     options.backoff = BackoffPolicy {
@@ -156,69 +161,6 @@ fn run_options() -> RunOptions {
     options.drain_timeout = Duration::from_secs(5);
     options.connect_timeout = Duration::from_secs(3);
     options
-}
-
-/// A bridge running in a task of this process.
-struct Running {
-    handle: BridgeHandle,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), e4k_bridge::BridgeError>>,
-}
-
-impl Running {
-    fn start(configs: &[BridgeConfig], options: RunOptions) -> Running {
-        let bridge = Bridge::new(configs, options).unwrap();
-        let handle = bridge.handle();
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(bridge.run(shutdown.clone()));
-        Running {
-            handle,
-            shutdown,
-            task,
-        }
-    }
-
-    /// Polls readiness until `check` holds; `Err(last)` after `timeout`.
-    async fn wait_for(
-        &self,
-        timeout: Duration,
-        check: impl Fn(&Readiness) -> bool,
-    ) -> Result<Readiness, Readiness> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let readiness = self.handle.readiness();
-            if check(&readiness) {
-                return Ok(readiness);
-            }
-            if Instant::now() > deadline {
-                return Err(readiness);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn ready(&self) {
-        self.wait_for(WAIT, |r| r.ready)
-            .await
-            .unwrap_or_else(|r| panic!("bridge not ready in time:\n{r:#?}"));
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(15), self.task)
-            .await
-            .expect("bridge did not stop in time")
-            .expect("bridge task panicked")
-            .expect("bridge run failed");
-    }
-}
-
-/// The sum of the metric lines starting with `prefix`.
-fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .filter(|line| line.starts_with(prefix))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// Polls `client`'s event loop forever (reconnecting after errors), counting PUBACKs and
@@ -494,7 +436,7 @@ fn remote_status(r: &Readiness) -> String {
 async fn silent_network_cut_is_detected_by_keep_alive_and_nothing_is_lost() {
     let env = Env::new();
     let proxy = TcpProxy::start(SocketAddr::from(([127, 0, 0, 1], env.remote.port()))).unwrap();
-    let bridge = Running::start(
+    let bridge = start(
         &env.config("e4k", OUT_ROUTE, proxy.addr().port()),
         run_options(),
     );
@@ -508,7 +450,7 @@ async fn silent_network_cut_is_detected_by_keep_alive_and_nothing_is_lost() {
     proxy.set_mode(Mode::Blackhole);
     let cut = Instant::now();
     let detected = bridge
-        .wait_for(2 * KEEP_ALIVE + Duration::from_secs(3), |r| {
+        .wait_for_within(2 * KEEP_ALIVE + Duration::from_secs(3), |r| {
             r.connections
                 .iter()
                 .any(|c| c.broker == "remote" && !c.connected)
@@ -545,7 +487,7 @@ async fn remote_broker_down_then_back_with_its_persistence_loses_nothing() {
     const OUTAGE: Duration = Duration::from_secs(15);
     let mut env = Env::new();
     let port = env.remote.port();
-    let bridge = Running::start(&env.config("e4k", OUT_ROUTE, port), run_options());
+    let bridge = start(&env.config("e4k", OUT_ROUTE, port), run_options());
     bridge.ready().await;
     let subscriber = Subscriber::start(env.remote_options("down-sub", port), TOPIC).await;
     let publisher = publish_sequence(env.local.port(), "down-pub").await;
@@ -602,7 +544,7 @@ async fn local_broker_restart_with_persistence_loses_nothing() {
     // The remote is behind a proxy, so that the bridge can be made to hold messages it has
     // not forwarded yet when the local broker restarts.
     let proxy = TcpProxy::start(SocketAddr::from(([127, 0, 0, 1], env.remote.port()))).unwrap();
-    let bridge = Running::start(
+    let bridge = start(
         &env.config("e4k", OUT_ROUTE, proxy.addr().port()),
         run_options(),
     );
@@ -670,7 +612,7 @@ async fn two_bridges_routing_one_topic_both_ways_do_not_loop() {
     let env = Env::new();
     let port = env.remote.port();
     // One bridge both ways first: No Local alone keeps every message from coming back.
-    let x = Running::start(&env.config("x", ROUTES, port), run_options());
+    let x = start(&env.config("x", ROUTES, port), run_options());
     x.ready().await;
     let remote = Subscriber::start(env.remote_options("loop-remote", port), "e2e/loop/#").await;
     let local_options = MqttOptions::new("loop-local", "127.0.0.1", env.local.port());
@@ -713,7 +655,7 @@ async fn two_bridges_routing_one_topic_both_ways_do_not_loop() {
 
     // A second bridge over the same brokers and topics: each one receives what the other
     // published (No Local cannot help across sessions); the hop limit ends the loop.
-    let y = Running::start(&env.config("y", ROUTES, port), run_options());
+    let y = start(&env.config("y", ROUTES, port), run_options());
     y.ready().await;
     for i in 0..N {
         client
@@ -752,7 +694,7 @@ async fn two_bridges_routing_one_topic_both_ways_do_not_loop() {
 async fn replaced_certificate_files_are_used_at_the_next_reconnect() {
     let env = Env::new();
     let proxy = TcpProxy::start(SocketAddr::from(([127, 0, 0, 1], env.remote.port()))).unwrap();
-    let bridge = Running::start(
+    let bridge = start(
         &env.config("e4k", OUT_ROUTE, proxy.addr().port()),
         run_options(),
     );

@@ -45,8 +45,9 @@ use std::time::{Duration, Instant};
 
 use e4k_bridge::config::{self, BridgeConfig, ConfigOptions, RawConfig};
 use e4k_bridge::engine::{BackoffPolicy, Readiness};
-use e4k_bridge::{Bridge, BridgeHandle, RunOptions};
+use e4k_bridge::{BridgeHandle, RunOptions};
 use e4k_tests::Mosquitto;
+use e4k_tests::bridge::{Running, metric};
 use e4k_tests::faults;
 use e4k_tests::scripted::{Behaviour, ConnScript, ConnectionStats, Script, ScriptedBroker};
 use rumqttc::v5::mqttbytes::QoS;
@@ -114,6 +115,13 @@ spec:
     }
 }
 
+/// Starts a bridge in this process, its waits lasting [`WAIT`].
+fn start(configs: &[BridgeConfig]) -> Running {
+    Running::start(configs, run_options())
+        .unwrap()
+        .with_wait(WAIT)
+}
+
 fn run_options() -> RunOptions {
     let mut options = RunOptions::default();
     options.backoff = BackoffPolicy {
@@ -125,69 +133,6 @@ fn run_options() -> RunOptions {
     options.drain_timeout = Duration::from_secs(5);
     options.connect_timeout = Duration::from_secs(3);
     options
-}
-
-/// A bridge running in a task of this process.
-struct Running {
-    handle: BridgeHandle,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), e4k_bridge::BridgeError>>,
-}
-
-impl Running {
-    fn start(configs: &[BridgeConfig]) -> Running {
-        let bridge = Bridge::new(configs, run_options()).unwrap();
-        let handle = bridge.handle();
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(bridge.run(shutdown.clone()));
-        Running {
-            handle,
-            shutdown,
-            task,
-        }
-    }
-
-    /// Polls readiness until `check` holds; `Err(last)` after `timeout`.
-    async fn wait_for(
-        &self,
-        timeout: Duration,
-        check: impl Fn(&Readiness) -> bool,
-    ) -> Result<Readiness, Readiness> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let readiness = self.handle.readiness();
-            if check(&readiness) {
-                return Ok(readiness);
-            }
-            if Instant::now() > deadline {
-                return Err(readiness);
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn ready(&self, timeout: Duration) {
-        self.wait_for(timeout, |r| r.ready)
-            .await
-            .unwrap_or_else(|r| panic!("bridge not ready in time:\n{r:#?}"));
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(15), self.task)
-            .await
-            .expect("bridge did not stop in time")
-            .expect("bridge task panicked")
-            .expect("bridge run failed");
-    }
-}
-
-/// The sum of the metric lines starting with `prefix`.
-fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .filter(|line| line.starts_with(prefix))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// A QoS 1 publisher of sequence numbers on the local broker.
@@ -446,8 +391,8 @@ async fn collision_then_connection_loss_does_not_wedge_the_remote_session() {
     })
     .await
     .unwrap();
-    let bridge = Running::start(&config(local.port(), remote.port()));
-    bridge.ready(WAIT).await;
+    let bridge = start(&config(local.port(), remote.port()));
+    bridge.ready().await;
     let publisher = Publisher::connect(local.port(), "wedge-pub").await;
     publisher.publish(0..BEFORE).await;
     publisher.wait_acked(BEFORE).await;
@@ -514,7 +459,7 @@ async fn collision_then_connection_loss_does_not_wedge_the_remote_session() {
         );
     }
     bridge
-        .wait_for(RECOVERY, |r| r.ready)
+        .wait_for_within(RECOVERY, |r| r.ready)
         .await
         .unwrap_or_else(|r| panic!("the bridge is not ready again:\n{r:#?}"));
     publisher.wait_acked(N).await;
@@ -609,8 +554,8 @@ async fn bursty_acknowledgements_under_load_do_not_freeze_the_bridge() {
     })
     .await
     .unwrap();
-    let bridge = Running::start(&config(local.port(), remote.port()));
-    bridge.ready(WAIT).await;
+    let bridge = start(&config(local.port(), remote.port()));
+    bridge.ready().await;
     let stop_sampling = CancellationToken::new();
     let sampler = sample(bridge.handle.clone(), stop_sampling.clone());
 
@@ -705,13 +650,13 @@ async fn a_session_that_acknowledges_nothing_is_reported_stalled() {
     })
     .await
     .unwrap();
-    let bridge = Running::start(&config(local.port(), remote.port()));
-    bridge.ready(WAIT).await;
+    let bridge = start(&config(local.port(), remote.port()));
+    bridge.ready().await;
     let publisher = Publisher::connect(local.port(), "stall-publisher").await;
     publisher.publish(0..5).await;
     publisher.wait_acked(5).await;
     let stalled = bridge
-        .wait_for(WAIT, |r| {
+        .wait_for_within(WAIT, |r| {
             r.connections
                 .iter()
                 .any(|c| c.broker == "remote" && c.stalled_secs.is_some())
@@ -731,7 +676,7 @@ async fn a_session_that_acknowledges_nothing_is_reported_stalled() {
     );
     // A new connection that acknowledges: everything arrives, ready again.
     assert!(remote.disconnect(0));
-    bridge.ready(WAIT).await;
+    bridge.ready().await;
     let mut arrivals = Arrivals::default();
     let deadline = Instant::now() + WAIT;
     while !arrivals.missing(5).is_empty() {

@@ -11,12 +11,12 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
+use e4k_bridge::RunOptions;
 use e4k_bridge::config::{self, BridgeConfig, ConfigOptions, RawConfig};
-use e4k_bridge::engine::{BackoffPolicy, Readiness};
-use e4k_bridge::{Bridge, BridgeHandle, RunOptions};
+use e4k_bridge::engine::BackoffPolicy;
 use e4k_tests::Mosquitto;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -27,7 +27,6 @@ use rumqttc::v5::mqttbytes::v5::{Filter, Publish, PublishProperties};
 use rumqttc::v5::{AsyncClient, Event, Incoming, MqttOptions};
 use rumqttc::{TlsConfiguration, Transport};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// How long a test waits for something that should happen.
 pub const WAIT: Duration = Duration::from_secs(15);
@@ -254,86 +253,12 @@ pub fn run_options() -> RunOptions {
     options
 }
 
-/// A bridge running in a task.
-pub struct Running {
-    pub handle: BridgeHandle,
-    pub shutdown: CancellationToken,
-    pub task: tokio::task::JoinHandle<Result<(), e4k_bridge::BridgeError>>,
-}
+#[allow(unused_imports)] // each test target uses a part
+pub use e4k_tests::bridge::{Running, metric};
 
-impl Running {
-    pub fn start(configs: &[BridgeConfig], options: RunOptions) -> Running {
-        let bridge = Bridge::new(configs, options).unwrap();
-        let handle = bridge.handle();
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(bridge.run(shutdown.clone()));
-        Running {
-            handle,
-            shutdown,
-            task,
-        }
-    }
-
-    /// Waits until `/readyz` would say ready.
-    pub async fn ready(&self) {
-        let readiness = self
-            .wait_for(|r| r.ready)
-            .await
-            .unwrap_or_else(|r| panic!("bridge not ready in time:\n{r:#?}"));
-        assert!(readiness.ready);
-    }
-
-    /// Polls readiness until `check` holds; `Err(last)` after [`WAIT`].
-    pub async fn wait_for(
-        &self,
-        check: impl Fn(&Readiness) -> bool,
-    ) -> Result<Readiness, Readiness> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let readiness = self.handle.readiness();
-            if check(&readiness) {
-                return Ok(readiness);
-            }
-            if Instant::now() > deadline {
-                return Err(readiness);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Waits until the metrics text contains `needle`.
-    pub async fn wait_metric(&self, needle: &str) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let text = self.handle.metrics();
-            if text.contains(needle) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no `{needle}` in metrics:\n{text}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Cancels and waits for the run to return.
-    pub async fn stop(self) {
-        self.shutdown.cancel();
-        let result = tokio::time::timeout(Duration::from_secs(15), self.task)
-            .await
-            .expect("bridge did not stop in time")
-            .expect("bridge task panicked");
-        result.expect("bridge run failed");
-    }
-}
-
-/// The value of a metric line that starts with `prefix` (name and labels), 0 if absent.
-pub fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .filter(|line| line.starts_with(prefix))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+/// Starts a bridge in this process, its waits lasting [`WAIT`].
+pub fn start_bridge(configs: &[BridgeConfig], options: RunOptions) -> Running {
+    Running::start(configs, options).unwrap().with_wait(WAIT)
 }
 
 /// A test MQTT v5 client whose received publishes arrive on a channel.

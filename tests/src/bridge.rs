@@ -1,0 +1,128 @@
+//! The bridge engine run in-process for tests and benchmarks: [`Running`] starts it on the
+//! current tokio runtime, waits for readiness or metrics, and stops it.
+//!
+//! Test support: its waits panic with the last readiness report or metrics text when the
+//! bridge does not get there in time, which is the failure message a test wants.
+#![allow(clippy::panic, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use e4k_bridge::config::BridgeConfig;
+use e4k_bridge::engine::Readiness;
+use e4k_bridge::{Bridge, BridgeError, BridgeHandle, RunOptions};
+use tokio_util::sync::CancellationToken;
+
+/// How long [`Running`]'s waits last unless told otherwise.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(20);
+
+/// A bridge running in a task of this process.
+#[derive(Debug)]
+pub struct Running {
+    /// Readiness and metrics.
+    pub handle: BridgeHandle,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), BridgeError>>,
+    wait: Duration,
+}
+
+impl Running {
+    /// Starts a bridge for `configs` on the current runtime.
+    ///
+    /// # Errors
+    /// When [`Bridge::new`] refuses the configuration.
+    pub fn start(configs: &[BridgeConfig], options: RunOptions) -> Result<Running, BridgeError> {
+        let bridge = Bridge::new(configs, options)?;
+        let handle = bridge.handle();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(bridge.run(shutdown.clone()));
+        Ok(Running {
+            handle,
+            shutdown,
+            task,
+            wait: DEFAULT_WAIT,
+        })
+    }
+
+    /// Uses `wait` instead of [`DEFAULT_WAIT`] for the waits without a timeout of their own.
+    #[must_use]
+    pub fn with_wait(mut self, wait: Duration) -> Running {
+        self.wait = wait;
+        self
+    }
+
+    /// Polls readiness every 10 ms until `check` holds; `Err(last)` after `timeout`.
+    ///
+    /// # Errors
+    /// The last readiness report when `check` never held.
+    pub async fn wait_for_within(
+        &self,
+        timeout: Duration,
+        check: impl Fn(&Readiness) -> bool,
+    ) -> Result<Readiness, Readiness> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let readiness = self.handle.readiness();
+            if check(&readiness) {
+                return Ok(readiness);
+            }
+            if Instant::now() > deadline {
+                return Err(readiness);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// [`wait_for_within`](Running::wait_for_within) the default wait.
+    ///
+    /// # Errors
+    /// The last readiness report when `check` never held.
+    pub async fn wait_for(
+        &self,
+        check: impl Fn(&Readiness) -> bool,
+    ) -> Result<Readiness, Readiness> {
+        self.wait_for_within(self.wait, check).await
+    }
+
+    /// Waits until `/readyz` would say ready; panics with the report otherwise.
+    pub async fn ready(&self) {
+        if let Err(readiness) = self.wait_for(|r| r.ready).await {
+            panic!("bridge not ready in time:\n{readiness:#?}");
+        }
+    }
+
+    /// Waits until the metrics text contains `needle`; panics with the text otherwise.
+    pub async fn wait_metric(&self, needle: &str) {
+        let deadline = Instant::now() + self.wait;
+        loop {
+            let text = self.handle.metrics();
+            if text.contains(needle) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no `{needle}` in metrics:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Cancels and waits for the run to return; panics when it does not stop in 15 s,
+    /// panicked or failed.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("bridge did not stop in time")
+            .expect("bridge task panicked")
+            .expect("bridge run failed");
+    }
+}
+
+/// The sum of the values of the metric lines that start with `prefix` (name and labels); 0
+/// when there is none.
+pub fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|line| line.starts_with(prefix))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
