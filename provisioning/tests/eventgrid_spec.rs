@@ -164,21 +164,13 @@ fn topic_templates() {
     let found = problems(
         "topicSpaces:\n  - name: ts1\n    topicTemplates: ['a/#/b', 'a/${client.name}', 'a/b/c/d/e/f/g/h/i', 'ok/${client.authenticationName}/#', 'ok/${client.authenticationName}/#']\n  - {name: ts2, topicTemplates: []}\n",
     );
-    assert_eq!(found.len(), 5, "{found:#?}");
-    assert!(
-        found[0].starts_with("error: topicSpaces[0].topicTemplates[0]: \"a/#/b\": "),
-        "{}",
-        found[0]
-    );
-    assert!(
-        found[1].starts_with("error: topicSpaces[0].topicTemplates[1]: \"a/${client.name}\": "),
-        "{}",
-        found[1]
-    );
-    assert!(
-        found[2].starts_with("error: topicSpaces[0].topicTemplates[2]: \"a/b/c/d/e/f/g/h/i\": "),
-        "{}",
-        found[2]
+    assert_eq!(
+        found[..3],
+        [
+            "error: topicSpaces[0].topicTemplates[0]: \"a/#/b\": '#' must be a whole segment and the last one",
+            "error: topicSpaces[0].topicTemplates[1]: \"a/${client.name}\": unknown variable ${client.name}; use ${client.authenticationName} or ${client.attributes.<key>}",
+            "error: topicSpaces[0].topicTemplates[2]: \"a/b/c/d/e/f/g/h/i\": a topic template has at most 8 segments",
+        ]
     );
     assert_eq!(
         found[3],
@@ -195,11 +187,9 @@ fn client_group_queries() {
     let found = problems(
         "clientGroups:\n  - {name: grp1, query: 'attributes.a == \"b\"'}\n  - {name: $all, query: 'attributes.a = 1'}\n",
     );
-    assert_eq!(found.len(), 2, "{found:#?}");
-    assert!(
-        found[0].starts_with("error: clientGroups[0].query: \"attributes.a == \\\"b\\\"\": "),
-        "{}",
-        found[0]
+    assert_eq!(
+        found[0],
+        "error: clientGroups[0].query: \"attributes.a == \\\"b\\\"\": `==` is not an operator; compare with a single `=`"
     );
     assert_eq!(
         found[1],

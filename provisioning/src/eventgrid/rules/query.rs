@@ -249,6 +249,9 @@ impl Parser {
                 ));
             }
         };
+        if op == CmpOp::Eq && self.peek() == Some(&Token::Op("=")) {
+            return Err("`==` is not an operator; compare with a single `=`".to_owned());
+        }
         if matches!(op, CmpOp::Eq | CmpOp::Ne) {
             return Ok(Expr::Compare(field, op, self.value()?));
         }
