@@ -8,6 +8,7 @@
 //! client) counts arrivals. Measured:
 //!
 //! - one session publishing straight into the emulator (the quota itself);
+//! - mosquitto's own bridge (a `connection` block, MQTT 5, mTLS): one session;
 //! - e4k with `bridgeInstances` 1, 2 and 3 (one remote session each; the route is subscribed
 //!   as a shared subscription on the local broker, so each message is forwarded once; the
 //!   seed allows 3 sessions per authentication name).
@@ -104,10 +105,9 @@ async fn start(options: MqttOptions, received: Arc<AtomicUsize>) -> AsyncClient 
                 // against the authentication name's quota).
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
                 Ok(_) => {}
-                Err(error) => {
-                    eprintln!("client error: {error}");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+                // Reconnects (a lost subscriber shows as missing messages, which `measure`
+                // reports).
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
     });
@@ -140,6 +140,30 @@ async fn measure(publisher: &AsyncClient, received: &AtomicUsize, n: usize) -> f
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// A local broker whose own bridge forwards the telemetry to the emulator over mTLS, with
+/// the bridge's certificate (`mqttbridge`), MQTT 5.
+fn mosquitto_bridge(cloud: &Cloud) -> String {
+    format!(
+        "allow_anonymous true\n\
+         max_queued_messages 0\n\
+         max_inflight_messages 100\n\
+         connection bench\n\
+         address localhost:{port}\n\
+         topic factory/telemetry/# out 1\n\
+         bridge_protocol_version mqttv50\n\
+         remote_clientid mosquitto-bridge\n\
+         cleansession false\n\
+         try_private false\n\
+         notifications false\n\
+         bridge_cafile {ca}\n\
+         bridge_certfile {certs}/mqttbridge.pem\n\
+         bridge_keyfile {certs}/mqttbridge.key\n",
+        port = cloud.port,
+        ca = cloud.ca.display(),
+        certs = cloud.certs.display(),
+    )
 }
 
 fn bridge_yaml(instances: u32) -> String {
@@ -290,6 +314,38 @@ fn main() {
         ));
         direct.disconnect().await.unwrap();
 
+        // mosquitto's own bridge: one `connection` block is one session to the remote.
+        {
+            let bridged = Mosquitto::start(&mosquitto_bridge(&cloud)).unwrap();
+            let mut publisher = MqttOptions::new("bench-pub-m", "127.0.0.1", bridged.port());
+            publisher.set_keep_alive(Duration::from_secs(30));
+            let publisher = start(publisher, Arc::new(AtomicUsize::new(0))).await;
+            // Wait for the bridge's session: a first message must arrive.
+            let before = received.load(Ordering::Relaxed);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while received.load(Ordering::Relaxed) == before {
+                assert!(
+                    Instant::now() < deadline,
+                    "mosquitto's bridge did not connect"
+                );
+                publisher
+                    .publish(TOPIC, QoS::AtLeastOnce, false, b"warm-up".to_vec())
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            rows.push((
+                "local → mosquitto's bridge (`connection` block)".to_owned(),
+                1,
+                measure(&publisher, &received, n).await,
+            ));
+            // Stopping the broker ends its bridge session (the quota allows 3).
+            publisher.disconnect().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            drop(bridged);
+        }
+
         let local = Mosquitto::start("allow_anonymous true\nmax_queued_messages 0\n").unwrap();
         let mut publisher = MqttOptions::new("bench-pub", "127.0.0.1", local.port());
         publisher.set_keep_alive(Duration::from_secs(30));
@@ -324,10 +380,18 @@ fn main() {
         limit.bytes_per_second,
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
-    println!("| path | sessions to the emulator | msg/s | × one session |");
-    println!("|---|---:|---:|---:|");
+    println!(
+        "| path | sessions to the emulator | msg/s | × one session straight in | × mosquitto's \
+         bridge |"
+    );
+    println!("|---|---:|---:|---:|---:|");
     let one = rows.first().map_or(1.0, |r| r.2);
+    let mosquitto = rows.get(1).map_or(1.0, |r| r.2);
     for (name, sessions, rate) in &rows {
-        println!("| {name} | {sessions} | {rate:.0} | {:.2}× |", rate / one);
+        println!(
+            "| {name} | {sessions} | {rate:.0} | {:.2}× | {:.2}× |",
+            rate / one,
+            rate / mosquitto
+        );
     }
 }
