@@ -42,8 +42,9 @@ use e4k_tests::Mosquitto;
 use e4k_tests::proxy::{Mode, TcpProxy};
 use rumqttc::v5::mqttbytes::QoS;
 
-/// Unbounded broker queues (see `bridge_throughput.rs`).
-const QUEUES: &str = "max_queued_messages 0";
+/// Unbounded broker queues (see `bridge_throughput.rs`); brokers log as a production one would,
+/// not every packet.
+const QUEUES: &str = "max_queued_messages 0\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information";
 
 const ROUTE: &str = "    - direction: local-to-remote
       name: out

@@ -29,8 +29,9 @@ const PAYLOAD: usize = 256;
 /// Unbounded broker queues, so that the brokers never drop a QoS 1 message of the run (by
 /// default mosquitto drops beyond 1000 queued messages per session). `max_inflight_messages`
 /// stays at its default: with 0 (unlimited) mosquitto 2.0.11 ignores the bridge's Receive
-/// Maximum altogether and the bridge has to reconnect to stop the flood.
-const QUEUES: &str = "max_queued_messages 0";
+/// Maximum altogether and the bridge has to reconnect to stop the flood. The brokers log as a
+/// production one would, not every packet (that costs them time).
+const QUEUES: &str = "max_queued_messages 0\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information";
 
 const ONE_ROUTE: &str = "    - direction: local-to-remote
       name: out

@@ -48,6 +48,16 @@ impl Mosquitto {
     /// As [`Mosquitto::start`]; also when the port is taken.
     pub fn start_on(port: u16, listener_config: &str) -> io::Result<Self> {
         let dir = tempfile::tempdir()?;
+        // Everything is logged (tests read the log) unless the caller chose (benchmarks do:
+        // logging every packet costs the broker time).
+        let log_type = if listener_config
+            .lines()
+            .any(|line| line.trim_start().starts_with("log_type"))
+        {
+            ""
+        } else {
+            "log_type all\n"
+        };
         let log = dir.path().join("mosquitto.log");
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
@@ -57,7 +67,7 @@ impl Mosquitto {
                  user root\n\
                  persistence false\n\
                  log_dest file {log}\n\
-                 log_type all\n\
+                 {log_type}\
                  connection_messages true\n\
                  per_listener_settings false\n\
                  listener {port} 127.0.0.1\n\
