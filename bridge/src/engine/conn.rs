@@ -173,23 +173,34 @@ pub(crate) struct Ticket {
 }
 
 impl Ticket {
+    /// Releases the place at once.
     fn complete(self) {
+        if let Some(gate) = self.release() {
+            gate.wake.notify_one();
+        }
+    }
+
+    /// Releases the place; the acker is woken later, by [`AckerWakes::wake_all`] (the poll
+    /// task of the destination wakes each acker once per batch of acknowledgements).
+    fn complete_deferred(self, wakes: &mut AckerWakes) {
+        if let Some(gate) = self.release() {
+            wakes.add(gate);
+        }
+    }
+
+    /// Releases the place; the gate when its acker has acknowledgements to send.
+    fn release(self) -> Option<Arc<Gate>> {
         let mut state = lock(&self.gate.state);
         if state.generation != self.generation {
-            return;
+            return None;
         }
-        let Some(index) = self
+        let index = self
             .seq
             .checked_sub(state.base)
-            .and_then(|i| usize::try_from(i).ok())
-        else {
-            return;
-        };
-        let Some(entry) = state.entries.get_mut(index) else {
-            return;
-        };
+            .and_then(|i| usize::try_from(i).ok())?;
+        let entry = state.entries.get_mut(index)?;
         if entry.remaining == 0 {
-            return;
+            return None;
         }
         entry.remaining -= 1;
         let settled = entry.remaining == 0;
@@ -198,11 +209,27 @@ impl Ticket {
         }
         let front_ready = state.entries.front().is_some_and(|e| e.remaining == 0);
         drop(state);
-        if front_ready {
-            self.gate.wake.notify_one();
-        }
         if settled {
             self.gate.space.notify_one();
+        }
+        front_ready.then_some(self.gate)
+    }
+}
+
+/// Gates whose ackers are to be woken once the poll task has handled the events at hand.
+#[derive(Debug, Default)]
+struct AckerWakes(Vec<Arc<Gate>>);
+
+impl AckerWakes {
+    fn add(&mut self, gate: Arc<Gate>) {
+        if !self.0.iter().any(|known| Arc::ptr_eq(known, &gate)) {
+            self.0.push(gate);
+        }
+    }
+
+    fn wake_all(&mut self) {
+        for gate in self.0.drain(..) {
+            gate.wake.notify_one();
         }
     }
 }
@@ -297,6 +324,14 @@ impl Settle {
         }
     }
 
+    /// [`finish`](Self::finish), with the acker's wake-up deferred to `wakes`.
+    fn finish_deferred(self, outcome: Result<Duration, DropReason>, wakes: &mut AckerWakes) {
+        self.metrics.end(outcome);
+        if let Some(ticket) = self.ticket {
+            ticket.complete_deferred(wakes);
+        }
+    }
+
     /// Counts the drop but keeps the gate place: the message is not acknowledged, so the
     /// source broker delivers it again after the reconnect that follows.
     fn abandon(self, reason: DropReason) {
@@ -371,6 +406,12 @@ pub(crate) struct Conn {
     pub(crate) client: Client,
     outbox: Mutex<Outbox>,
     wake_publisher: Notify,
+    /// Set by the publisher before it waits for rumqttc to take requests (or for the
+    /// connection): only then do the poll task's events wake it.
+    publisher_blocked: AtomicBool,
+    /// A blocked publisher is woken once no more than this many of its publishes wait in
+    /// rumqttc's request channel, so that it hands over a batch rather than one at a time.
+    publisher_low_water: usize,
     pub(crate) gate: Arc<Gate>,
     status: Mutex<Status>,
     filters: Vec<Filter>,
@@ -412,6 +453,8 @@ impl Conn {
             client,
             outbox: Mutex::new(Outbox::default()),
             wake_publisher: Notify::new(),
+            publisher_blocked: AtomicBool::new(false),
+            publisher_low_water: channel / 2,
             gate: Arc::new(Gate::default()),
             status: Mutex::new(Status::default()),
             filters,
@@ -442,6 +485,19 @@ impl Conn {
     /// Whether every forward this connection publishes is settled.
     pub(crate) fn outbox_empty(&self) -> bool {
         lock(&self.outbox).is_empty()
+    }
+
+    /// Wakes the publisher if it waits for rumqttc to take requests and rumqttc has room for
+    /// a batch; `queued` is the number of its publishes still in rumqttc's request channel
+    /// (read under the outbox lock when `None`). While more are queued, rumqttc reports each
+    /// one it takes with an event, so a later event wakes the publisher.
+    fn wake_publisher_if_blocked(&self, queued: Option<usize>) {
+        if self.publisher_blocked.load(Ordering::SeqCst) {
+            let queued = queued.unwrap_or_else(|| lock(&self.outbox).queued.len());
+            if queued <= self.publisher_low_water {
+                self.wake_publisher.notify_one();
+            }
+        }
     }
 
     fn set_status(&self, update: impl FnOnce(&mut Status)) {
@@ -632,7 +688,13 @@ pub(crate) async fn run_poll(mut eventloop: EventLoop, mut ctx: PollCtx) {
     let gate_limit = gate_limit(ctx.policy.window);
     let mut over_window_warned = false;
     let mut stall_warned = false;
+    let mut wakes = AckerWakes::default();
     loop {
+        // The events of one network read are handled before the ackers they concern are
+        // woken, so that an acker sends a batch of acknowledgements rather than one at a time.
+        if !eventloop.has_buffered_events() {
+            wakes.wake_all();
+        }
         if need_connect {
             if ctx.shutdown.is_cancelled() {
                 break;
@@ -691,10 +753,10 @@ pub(crate) async fn run_poll(mut eventloop: EventLoop, mut ctx: PollCtx) {
                     ));
                 }
             }
-            Ok(Polled::Ack { pkid, refused }) => ctx.on_ack(pkid, refused),
+            Ok(Polled::Ack { pkid, refused }) => ctx.on_ack(pkid, refused, &mut wakes),
             Ok(Polled::SubAck(codes)) => ctx.on_suback(&codes),
             Ok(Polled::Outgoing(Outgoing::Publish(pkid) | Outgoing::AwaitAck(pkid))) => {
-                ctx.on_outgoing_publish(pkid);
+                ctx.on_outgoing_publish(pkid, &mut wakes);
             }
             Ok(Polled::Outgoing(Outgoing::Disconnect)) => {
                 if ctx.shutdown.is_cancelled() {
@@ -722,12 +784,13 @@ pub(crate) async fn run_poll(mut eventloop: EventLoop, mut ctx: PollCtx) {
                     Some(_) => {}
                     None => stall_warned = false,
                 }
-                ctx.conn.wake_publisher.notify_one();
+                ctx.conn.wake_publisher_if_blocked(None);
             }
-            Ok(Polled::Outgoing(_)) => ctx.conn.wake_publisher.notify_one(),
+            Ok(Polled::Outgoing(_)) => ctx.conn.wake_publisher_if_blocked(None),
             Ok(Polled::Other) => {}
             Err(PollError::Done) => break,
             Err(PollError::Lost(mut cause)) => {
+                wakes.wake_all();
                 ctx.on_lost(&mut eventloop);
                 if let Some(hint) = &ctx.setup.hint {
                     cause = format!("{cause} ({hint})");
@@ -740,6 +803,7 @@ pub(crate) async fn run_poll(mut eventloop: EventLoop, mut ctx: PollCtx) {
             }
         }
         if let Some(cause) = force_reconnect {
+            wakes.wake_all();
             ctx.on_lost(&mut eventloop);
             if !ctx.failed(cause, &mut backoff).await {
                 break;
@@ -751,6 +815,7 @@ pub(crate) async fn run_poll(mut eventloop: EventLoop, mut ctx: PollCtx) {
             subscribe_pending = !ctx.try_subscribe();
         }
     }
+    wakes.wake_all();
     ctx.on_lost(&mut eventloop);
     // Nothing will settle the forwards this connection held.
     let abandoned = {
@@ -969,10 +1034,10 @@ impl PollCtx {
         true
     }
 
-    fn on_outgoing_publish(&self, pkid: u16) {
-        let settled = {
+    fn on_outgoing_publish(&self, pkid: u16, wakes: &mut AckerWakes) {
+        let (settled, queued) = {
             let mut outbox = lock(&self.conn.outbox);
-            if pkid != 0 && outbox.inflight.iter().any(|(id, _)| *id == pkid) {
+            let settled = if pkid != 0 && outbox.inflight.iter().any(|(id, _)| *id == pkid) {
                 // `AwaitAck(pkid)`: the next publish collided with `pkid`, which is still in
                 // flight. rumqttc stashes it and writes it (`Publish(pkid)`) once that
                 // PUBACK has arrived; it stays first in `queued` and is bound then.
@@ -992,16 +1057,17 @@ impl PollCtx {
                         None
                     }
                 }
-            }
+            };
+            (settled, outbox.queued.len())
         };
         if let Some(pending) = settled {
             let latency = pending.message.received.elapsed();
-            pending.settle.finish(Ok(latency));
+            pending.settle.finish_deferred(Ok(latency), wakes);
         }
-        self.conn.wake_publisher.notify_one();
+        self.conn.wake_publisher_if_blocked(Some(queued));
     }
 
-    fn on_ack(&self, pkid: u16, refused: Option<String>) {
+    fn on_ack(&self, pkid: u16, refused: Option<String>, wakes: &mut AckerWakes) {
         let pending = {
             let mut outbox = lock(&self.conn.outbox);
             let pending = outbox
@@ -1026,14 +1092,16 @@ impl PollCtx {
                 pending.message.topic,
             );
             warn!(broker, client_id, "{cause}; dropped");
-            pending.settle.finish(Err(DropReason::Rejected));
+            pending
+                .settle
+                .finish_deferred(Err(DropReason::Rejected), wakes);
             self.conn.set_status(|status| {
                 status.publishes_refused = true;
                 status.last_error = Some(cause);
             });
         } else {
             let latency = pending.message.received.elapsed();
-            pending.settle.finish(Ok(latency));
+            pending.settle.finish_deferred(Ok(latency), wakes);
             self.conn.set_status(|status| {
                 if status.publishes_refused {
                     status.publishes_refused = false;
@@ -1041,7 +1109,7 @@ impl PollCtx {
                 }
             });
         }
-        self.conn.wake_publisher.notify_one();
+        self.conn.wake_publisher_if_blocked(None);
     }
 
     /// The connection is gone: take back what rumqttc would resend on its own, and mark
@@ -1165,11 +1233,17 @@ pub(crate) async fn run_publisher(
             pending.settle.finish(Err(reason));
         }
         if blocked || held.is_some() || closed {
+            // The poll task wakes the publisher only while this flag is set: try once more
+            // after setting it, in case rumqttc took requests in between.
+            if !conn.publisher_blocked.swap(true, Ordering::SeqCst) {
+                continue;
+            }
             tokio::select! {
                 biased;
                 () = stop.cancelled() => break,
                 () = conn.wake_publisher.notified() => {}
             }
+            conn.publisher_blocked.store(false, Ordering::SeqCst);
         } else {
             tokio::select! {
                 biased;

@@ -199,6 +199,15 @@ impl EventLoop {
         }
     }
 
+    /// Whether events of the last network read are still waiting to be returned by
+    /// [`poll`](Self::poll) (which then returns without reading).
+    pub(crate) fn has_buffered_events(&self) -> bool {
+        match self {
+            EventLoop::V5(eventloop) => !eventloop.state.events.is_empty(),
+            EventLoop::V3(eventloop, _) => !eventloop.state.events.is_empty(),
+        }
+    }
+
     /// Sets the transport (TLS configuration) for the next connection.
     pub(crate) fn set_transport(&mut self, transport: Transport) {
         match self {
