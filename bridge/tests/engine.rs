@@ -94,6 +94,15 @@ async fn v5_properties_survive_both_directions() {
     assert!(text.contains(
         "e4k_bridge_connection_up{bridge=\"test-bridge\",broker=\"remote\",client_id=\"e4k-0\"} 1"
     ));
+    // One message published on each session, whichever route it came from.
+    for broker in ["remote", "local"] {
+        assert!(
+            text.contains(&format!(
+                "e4k_bridge_connection_published_total{{bridge=\"test-bridge\",broker=\"{broker}\",client_id=\"e4k-0\"}} 1"
+            )),
+            "{text}"
+        );
+    }
     bridge.stop().await;
 }
 

@@ -1046,6 +1046,7 @@ impl PollCtx {
                 match outbox.queued.pop_front() {
                     Some(pending) if pkid == 0 => {
                         outbox.progressed();
+                        self.conn.metrics.published.inc();
                         Some(pending)
                     }
                     Some(pending) => {
@@ -1100,6 +1101,7 @@ impl PollCtx {
                 status.last_error = Some(cause);
             });
         } else {
+            self.conn.metrics.published.inc();
             let latency = pending.message.received.elapsed();
             pending.settle.finish_deferred(Ok(latency), wakes);
             self.conn.set_status(|status| {

@@ -12,11 +12,16 @@
 //! | `e4k_bridge_connection_up` | gauge | bridge, broker, client_id |
 //! | `e4k_bridge_connection_attempts_failed_total` | counter | bridge, broker, client_id |
 //! | `e4k_bridge_connection_session_lost_total` | counter | bridge, broker, client_id |
+//! | `e4k_bridge_connection_published_total` | counter | bridge, broker, client_id |
 //!
 //! `received` counts each message once per route that matched it; `forwarded` counts it once
 //! the destination acknowledged it (PUBACK, or PUBREC for QoS 2; when it was written for
 //! QoS 0); `dropped` names a [`DropReason`]; `duplicate` counts arrivals with the DUP flag;
-//! `retried` counts re-publications after a destination reconnect. The identity
+//! `retried` counts re-publications after a destination reconnect; `connection_published`
+//! counts the messages the bridge published on a session and the broker acknowledged (QoS 0:
+//! written), whichever routes they came from, so its rate shows how close a remote session is
+//! to Event Grid's per-session quota (1,000 msg/s): one near it calls for more
+//! `bridgeInstances`. The identity
 //! `received = forwarded + dropped + inflight` holds per route. The latency is the time from
 //! the message's arrival to the destination's acknowledgement.
 
@@ -127,6 +132,7 @@ pub(crate) struct Metrics {
     up: Family<ConnLabels, Gauge>,
     failed: Family<ConnLabels, Counter>,
     session_lost: Family<ConnLabels, Counter>,
+    published: Family<ConnLabels, Counter>,
     /// Forwards created and not yet settled, over all routes (for the shutdown drain).
     outstanding: Arc<AtomicUsize>,
 }
@@ -145,6 +151,7 @@ impl Metrics {
         let up = Family::default();
         let failed = Family::default();
         let session_lost = Family::default();
+        let published = Family::default();
         registry.register(
             "messages_received",
             "Messages received from the source broker, per matching route",
@@ -196,6 +203,11 @@ impl Metrics {
             "Reconnections on which the broker had no session for the bridge",
             session_lost.clone(),
         );
+        registry.register(
+            "connection_published",
+            "Messages the bridge published on this connection that the broker acknowledged",
+            published.clone(),
+        );
         Metrics {
             registry,
             received,
@@ -208,6 +220,7 @@ impl Metrics {
             up,
             failed,
             session_lost,
+            published,
             outstanding: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -252,6 +265,7 @@ impl Metrics {
             up: self.up.get_or_create_owned(&labels),
             failed: self.failed.get_or_create_owned(&labels),
             session_lost: self.session_lost.get_or_create_owned(&labels),
+            published: self.published.get_or_create_owned(&labels),
         }
     }
 
@@ -318,4 +332,5 @@ pub(crate) struct ConnMetrics {
     pub(crate) up: Gauge,
     pub(crate) failed: Counter,
     pub(crate) session_lost: Counter,
+    pub(crate) published: Counter,
 }
