@@ -276,6 +276,77 @@ fn remote_to_local_share_members_count_against_the_remote_session_limit() {
 }
 
 #[test]
+fn member_sessions_on_both_brokers_count_against_the_remote_limit() {
+    // The seed with each share member publishing through a remote session of its own: its 3
+    // members (one per instance) join the 3 main sessions on Event Grid.
+    let seed = seed_yaml();
+    assert!(seed.contains("  name: \"my-mqtt-bridge\"\n"));
+    let yaml = seed.replace(
+        "  name: \"my-mqtt-bridge\"\n",
+        "  name: \"my-mqtt-bridge\"\n  annotations:\n    e4k.dev/shared-subscription-sessions: both\n",
+    );
+    let bridge = resolve_one(&yaml);
+    assert_eq!(bridge.member_sessions, config::MemberSessions::BothBrokers);
+    assert_eq!(bridge.remote_session_counts(), (3, 3));
+    assert_eq!(bridge.local_session_count(), 6);
+    assert!(problems(&yaml).contains(&warning(
+        "documents[0](MqttBridgeConnector/my-mqtt-bridge).spec.bridgeInstances",
+        "the bridge opens 6 sessions to the remote broker (3 instances + 3 \
+         shared-subscription members); set Event Grid's maximum client sessions per \
+         authentication name to at least 6"
+    )));
+    // Only shared routes: no main session on the destination broker at all.
+    let yaml = CONNECTOR.replace(
+        "  name: bridge\n",
+        "  name: bridge\n  annotations:\n    e4k.dev/shared-subscription-sessions: both\n",
+    );
+    let yaml = topic_map(
+        &yaml,
+        "map",
+        "    - {direction: local-to-remote, name: up, source: up/#, sharedSubscription: \
+         {groupName: g, groupMinimumShareNumber: 4}}\n",
+    );
+    let bridge = resolve_one(&yaml);
+    assert_eq!(bridge.remote_session_counts(), (0, 4));
+    assert_eq!(bridge.local_session_count(), 4);
+}
+
+#[test]
+fn e4k_annotations_are_checked() {
+    let annotated = |annotations: &str| {
+        topic_map(
+            &CONNECTOR.replace(
+                "  name: bridge\n",
+                &format!("  name: bridge\n  annotations:\n{annotations}"),
+            ),
+            "map",
+            UP,
+        )
+    };
+    assert_eq!(
+        problems(&annotated(
+            "    e4k.dev/shared-subscription-sessions: remote\n    other.io/x: y\n"
+        )),
+        [error(
+            &conn("metadata.annotations"),
+            "annotation e4k.dev/shared-subscription-sessions is `remote`; use source (members \
+             have sessions on their route's source broker only) or both (each member also \
+             publishes through a session of its own on the destination broker)"
+        )]
+    );
+    assert_eq!(
+        problems(&annotated(
+            "    e4k.dev/shared-subscription-session: both\n"
+        )),
+        [warning(
+            &conn("metadata.annotations"),
+            "unknown annotation e4k.dev/shared-subscription-session; e4k reads only \
+             e4k.dev/shared-subscription-sessions"
+        )]
+    );
+}
+
+#[test]
 fn default_qos_is_one_and_default_target_is_the_own_topic() {
     let yaml = with_routes(UP);
     let resolved = config::resolve(&RawConfig::parse_str(&yaml).unwrap(), &no_files()).unwrap();

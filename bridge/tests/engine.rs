@@ -593,3 +593,82 @@ async fn protocol_v3_bridges_with_mqtt_3_1_1_sessions() {
         .await;
     bridge.stop().await;
 }
+
+/// With `e4k.dev/shared-subscription-sessions: both`, each member of a local-to-remote shared
+/// route publishes through a remote session of its own: the route spreads over as many remote
+/// sessions as it has members (Event Grid's quota is per session), and every message still
+/// arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_members_with_their_own_remote_sessions_spread_the_route() {
+    const ROUTES: &str = "    - direction: local-to-remote
+      name: share
+      source: e2e/share/#
+      sharedSubscription:
+        groupName: g
+        groupMinimumShareNumber: 3
+";
+    let env = Env::new("");
+    let yaml = common::yaml(1, ROUTES).replace(
+        "  name: test-bridge\n",
+        "  name: test-bridge\n  annotations:\n    e4k.dev/shared-subscription-sessions: both\n",
+    );
+    let configs = common::resolve(
+        &yaml,
+        &env.secrets(),
+        env.remote.port(),
+        env.local.port(),
+        &env.pki.root_file,
+    );
+    assert_eq!(configs[0].remote_session_counts(), (0, 3));
+    let bridge = start_bridge(&configs, run_options());
+    bridge.ready().await;
+    let members: BTreeSet<String> = (0..3).map(|m| format!("e4k-share-{m}")).collect();
+    for broker in ["local", "remote"] {
+        let ids: BTreeSet<String> = bridge
+            .handle
+            .readiness()
+            .connections
+            .iter()
+            .filter(|c| c.broker == broker)
+            .map(|c| c.client_id.clone())
+            .collect();
+        assert_eq!(ids, members, "{broker}");
+    }
+    let mut remote = env.remote_client("spread-remote").await;
+    remote.subscribe("e2e/#", QoS::AtLeastOnce).await;
+    let local = env.local_client("spread-local").await;
+    const N: usize = 300;
+    for i in 0..N {
+        local
+            .publish("e2e/share/seq", QoS::AtLeastOnce, false, format!("{i}"))
+            .await;
+    }
+    let mut seen = vec![0_u32; N];
+    for _ in 0..N {
+        let got = remote.recv().await;
+        seen[String::from_utf8_lossy(&got.payload)
+            .parse::<usize>()
+            .unwrap()] += 1;
+    }
+    assert!(seen.iter().all(|&c| c == 1), "{seen:?}");
+    bridge
+        .wait_metric(&format!(
+            "e4k_bridge_messages_forwarded_total{{bridge=\"test-bridge\",route=\"share\",direction=\"local-to-remote\"}} {N}"
+        ))
+        .await;
+    // Every member's remote session carried part of the route.
+    let text = bridge.handle.metrics();
+    let mut total = 0.0;
+    for member in &members {
+        let published = metric(
+            &text,
+            &format!(
+                "e4k_bridge_connection_published_total{{bridge=\"test-bridge\",broker=\"remote\",client_id=\"{member}\"}}"
+            ),
+        );
+        assert!(published > 0.0, "{member} published nothing:\n{text}");
+        total += published;
+    }
+    assert!((total - N as f64).abs() < f64::EPSILON, "{text}");
+    bridge.stop().await;
+}

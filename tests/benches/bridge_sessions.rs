@@ -11,7 +11,9 @@
 //! - mosquitto's own bridge (a `connection` block, MQTT 5, mTLS): one session;
 //! - e4k with `bridgeInstances` 1, 2 and 3 (one remote session each; the route is subscribed
 //!   as a shared subscription on the local broker, so each message is forwarded once; the
-//!   seed allows 3 sessions per authentication name).
+//!   seed allows 3 sessions per authentication name);
+//! - e4k with one instance and the route as a shared subscription of 3 members, each with a
+//!   remote session of its own (`e4k.dev/shared-subscription-sessions: both`).
 //!
 //! ```text
 //! cargo bench -p e4k-tests --bench bridge_sessions
@@ -166,16 +168,38 @@ fn mosquitto_bridge(cloud: &Cloud) -> String {
     )
 }
 
-fn bridge_yaml(instances: u32) -> String {
+/// How e4k spreads the route over remote sessions.
+#[derive(Clone, Copy)]
+enum Sharding {
+    /// `bridgeInstances` instances, one remote session each.
+    Instances(u32),
+    /// One instance; a shared subscription of this many members, each with a remote session
+    /// of its own (`e4k.dev/shared-subscription-sessions: both`).
+    Members(u32),
+}
+
+fn bridge_yaml(sharding: Sharding) -> String {
+    let (instances, annotations, prefix, shared) = match sharding {
+        Sharding::Instances(n) => (n, String::new(), format!("bench{n}"), String::new()),
+        Sharding::Members(n) => (
+            1,
+            "  annotations:\n    e4k.dev/shared-subscription-sessions: both\n".to_owned(),
+            format!("bench-share{n}"),
+            format!(
+                "      sharedSubscription:\n        groupName: bench\n        \
+                 groupMinimumShareNumber: {n}\n"
+            ),
+        ),
+    };
     format!(
         "apiVersion: az-edge.com/v1alpha4
 kind: MqttBridgeConnector
 metadata:
   name: bench
-spec:
+{annotations}spec:
   protocol: v5
   bridgeInstances: {instances}
-  clientIdPrefix: bench{instances}
+  clientIdPrefix: {prefix}
   remoteBrokerConnection:
     endpoint: placeholder:8883
     tls:
@@ -199,7 +223,7 @@ spec:
     - direction: local-to-remote
       name: telemetry
       source: factory/telemetry/#
-"
+{shared}"
     )
 }
 
@@ -350,9 +374,15 @@ fn main() {
         let mut publisher = MqttOptions::new("bench-pub", "127.0.0.1", local.port());
         publisher.set_keep_alive(Duration::from_secs(30));
         let publisher = start(publisher, Arc::new(AtomicUsize::new(0))).await;
-        for instances in 1..=3u32 {
-            let yaml = dir.path().join(format!("bridge-{instances}.yaml"));
-            std::fs::write(&yaml, bridge_yaml(instances)).unwrap();
+        let shardings = [
+            Sharding::Instances(1),
+            Sharding::Instances(2),
+            Sharding::Instances(3),
+            Sharding::Members(3),
+        ];
+        for (k, sharding) in shardings.into_iter().enumerate() {
+            let yaml = dir.path().join(format!("bridge-{k}.yaml"));
+            std::fs::write(&yaml, bridge_yaml(sharding)).unwrap();
             let mut options = ConfigOptions::default();
             options.secrets_dir.clone_from(&secrets);
             options.remote_endpoint = Some(format!("localhost:{}", cloud.port));
@@ -362,11 +392,17 @@ fn main() {
             let bridge = Running::start(&resolved.bridges, RunOptions::default()).unwrap();
             bridge.ready().await;
             let rate = measure(&publisher, &received, n).await;
-            rows.push((
-                format!("local → e4k, bridgeInstances: {instances}"),
-                instances,
-                rate,
-            ));
+            let (name, sessions) = match sharding {
+                Sharding::Instances(n) => (format!("local → e4k, bridgeInstances: {n}"), n),
+                Sharding::Members(n) => (
+                    format!(
+                        "local → e4k, 1 instance, a shared subscription of {n} members with \
+                         remote sessions of their own"
+                    ),
+                    n,
+                ),
+            };
+            rows.push((name, sessions, rate));
             bridge.stop().await;
         }
         drop(local);

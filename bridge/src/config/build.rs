@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::crd::{
-    ApiVersion, Keys, RawBasic, RawDocument, RawKubernetes, RawLocalConnection,
+    ApiVersion, Keys, RawBasic, RawDocument, RawKubernetes, RawLocalConnection, RawMetadata,
     RawRemoteConnection, RawRoute, RawSharedSubscription, RawSpec, RawTls, join,
 };
 use super::endpoint::{Endpoint, MQTT_PORT, MQTTS_PORT, WS_PORT, WSS_PORT};
@@ -15,8 +15,9 @@ use super::files::ClientCertFiles;
 use super::report::{Origin, Report, Site, show};
 use super::resolve::{
     Authentication, BrokerConnection, ConfigOptions, DEFAULT_RECEIVE_MAXIMUM, Direction,
-    EVENT_GRID_MAX_PACKET_SIZE, EVENT_GRID_MAX_SESSIONS, LogLevel, MqttVersion, QoS, Route,
-    SessionSettings, SharedSubscription, Tls, Transport, TrustRoots,
+    EVENT_GRID_MAX_PACKET_SIZE, EVENT_GRID_MAX_SESSIONS, LogLevel, MEMBER_SESSIONS_ANNOTATION,
+    MemberSessions, MqttVersion, QoS, Route, SessionSettings, SharedSubscription, Tls, Transport,
+    TrustRoots,
 };
 use super::topic::{
     EVENT_GRID_MAX_LEVELS, EVENT_GRID_MAX_TOPIC_BYTES, TopicError, TopicFilter, check_topic_name,
@@ -99,6 +100,8 @@ pub(crate) struct ConnectorDraft {
     pub(crate) name: String,
     /// Resolved `protocol`.
     pub(crate) protocol: MqttVersion,
+    /// Resolved `e4k.dev/shared-subscription-sessions` annotation.
+    pub(crate) member_sessions: MemberSessions,
     /// Resolved `bridgeInstances`.
     pub(crate) bridge_instances: u32,
     /// Resolved `clientIdPrefix`.
@@ -129,6 +132,7 @@ pub(crate) fn connector(doc: &RawDocument, name: &str, ctx: &mut Ctx<'_>) -> Con
     let mut draft = ConnectorDraft {
         name: name.to_owned(),
         protocol: MqttVersion::V5,
+        member_sessions: MemberSessions::SourceBroker,
         bridge_instances: 1,
         client_id_prefix: name.to_owned(),
         log_level: LogLevel::Info,
@@ -152,6 +156,9 @@ pub(crate) fn connector(doc: &RawDocument, name: &str, ctx: &mut Ctx<'_>) -> Con
         return draft;
     };
     draft.instances_site = ctx.site("spec", &spec.keys, "bridgeInstances");
+    if let Some(metadata) = &doc.metadata {
+        draft.member_sessions = annotations(metadata, ctx);
+    }
     match spec.protocol.as_deref() {
         None | Some("v5") => {}
         Some("v3") => draft.protocol = MqttVersion::V3,
@@ -216,6 +223,43 @@ pub(crate) fn connector(doc: &RawDocument, name: &str, ctx: &mut Ctx<'_>) -> Con
         }
     }
     draft
+}
+
+/// Reads e4k's annotations of a connector: an unknown `e4k.dev/` annotation is a warning (a
+/// misspelling would otherwise go unnoticed), an invalid value an error.
+fn annotations(metadata: &RawMetadata, ctx: &mut Ctx<'_>) -> MemberSessions {
+    let mut member_sessions = MemberSessions::SourceBroker;
+    for (key, value) in metadata.annotations.iter().flatten() {
+        if key == MEMBER_SESSIONS_ANNOTATION {
+            match value.as_str() {
+                "source" => member_sessions = MemberSessions::SourceBroker,
+                "both" => member_sessions = MemberSessions::BothBrokers,
+                other => ctx.error(
+                    "metadata",
+                    &metadata.keys,
+                    "annotations",
+                    format!(
+                        "annotation {MEMBER_SESSIONS_ANNOTATION} is `{}`; use source (members \
+                         have sessions on their route's source broker only) or both (each \
+                         member also publishes through a session of its own on the \
+                         destination broker)",
+                        show(other)
+                    ),
+                ),
+            }
+        } else if key.starts_with("e4k.dev/") {
+            ctx.warning(
+                "metadata",
+                &metadata.keys,
+                "annotations",
+                format!(
+                    "unknown annotation {}; e4k reads only {MEMBER_SESSIONS_ANNOTATION}",
+                    show(key)
+                ),
+            );
+        }
+    }
+    member_sessions
 }
 
 fn session(options: &ConfigOptions) -> SessionSettings {

@@ -12,6 +12,7 @@
 //! from `kind` without buffering the document (which would lose line numbers); validation
 //! reports fields that do not belong to the document's kind.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -97,7 +98,7 @@ macro_rules! walk_leaf {
         })*
     };
 }
-walk_leaf!(String, i64, bool, IgnoredAny);
+walk_leaf!(String, i64, bool, IgnoredAny, BTreeMap<String, String>);
 
 /// Defines a raw mapping type: a struct of optional fields, each with its accepted spellings
 /// (the first one is canonical), plus the [`Keys`] record, a `Deserialize` impl that collects
@@ -248,11 +249,13 @@ raw_mapping! {
 }
 
 raw_mapping! {
-    /// `metadata`. Keys other than `name` are Kubernetes bookkeeping and are ignored without
-    /// a warning, so that `kubectl get -o yaml` output can be used as is.
+    /// `metadata`. Keys other than `name` and `annotations` are Kubernetes bookkeeping and are
+    /// ignored without a warning, so that `kubectl get -o yaml` output can be used as is.
     pub struct RawMetadata {
         /// The resource name; topic maps refer to a connector by it.
         name: String = ["name"],
+        /// Annotations; e4k reads its own (`e4k.dev/…`) and ignores the others.
+        annotations: BTreeMap<String, String> = ["annotations"],
     }
 }
 

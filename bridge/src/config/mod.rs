@@ -54,8 +54,8 @@ pub use self::parse::{MAX_INPUT_BYTES, RawConfig};
 pub use self::report::{Location, Problem, Report, Severity};
 pub use self::resolve::{
     Authentication, BridgeConfig, BrokerConnection, ConfigOptions, Direction, LogLevel,
-    MqttVersion, QoS, Route, SessionRole, SessionSettings, SharedSubscription, Tls, Transport,
-    TrustRoots,
+    MEMBER_SESSIONS_ANNOTATION, MemberSessions, MqttVersion, QoS, Route, SessionRole,
+    SessionSettings, SharedSubscription, Tls, Transport, TrustRoots,
 };
 pub use self::topic::{TopicError, TopicFilter};
 pub use crate::error::BridgeError;

@@ -30,9 +30,14 @@
 //! never empty, so IDs never collide within one connector; they stay stable as long as
 //! `bridgeInstances` and the route names do. See [`BridgeConfig::client_id`].
 //!
-//! A member session exists only on its route's *source* broker (where it subscribes
+//! By default a member session exists only on its route's *source* broker (where it subscribes
 //! `$share/<group>/<source>`); its messages are published over the main session of its
-//! instance on the destination broker. So members of local-to-remote routes are local
+//! instance on the destination broker. With the connector annotation
+//! `e4k.dev/shared-subscription-sessions: both` ([`MemberSessions::BothBrokers`]) each member
+//! also has a session of its own on the destination broker, with the same client ID, and
+//! publishes there: a local-to-remote shared route then spreads over as many Event Grid
+//! sessions as it has members, each with its own per-session quota, at the cost of that many
+//! more sessions per authentication name. So members of local-to-remote routes are local
 //! sessions and do not count against Event Grid's "maximum client sessions per
 //! authentication name"; members of remote-to-local routes are remote sessions and do. A main
 //! session exists on a broker when a route without a shared subscription exists (in either
@@ -120,6 +125,9 @@ pub struct BridgeConfig {
     pub name: String,
     /// The MQTT version spoken to both brokers (`spec.protocol`).
     pub protocol: MqttVersion,
+    /// Where shared-subscription members have sessions (annotation
+    /// `e4k.dev/shared-subscription-sessions`).
+    pub member_sessions: MemberSessions,
     /// Number of bridge instances; at least 1.
     pub bridge_instances: u32,
     /// Prefix of every client ID.
@@ -132,6 +140,23 @@ pub struct BridgeConfig {
     pub local: BrokerConnection,
     /// The routes, in document order.
     pub routes: Vec<Route>,
+}
+
+/// The annotation of an `MqttBridgeConnector` that sets [`MemberSessions`]: `source` or
+/// `both`.
+pub const MEMBER_SESSIONS_ANNOTATION: &str = "e4k.dev/shared-subscription-sessions";
+
+/// Where the members of a shared subscription have client sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MemberSessions {
+    /// On the route's source broker only (`source`, the default): they publish through their
+    /// instance's main session on the destination broker.
+    #[default]
+    SourceBroker,
+    /// On both brokers (`both`): each member publishes through a destination session of its
+    /// own.
+    BothBrokers,
 }
 
 /// The MQTT version of a connector's sessions (`spec.protocol`), used for both brokers.
@@ -209,7 +234,10 @@ impl BridgeConfig {
                     local = true;
                     remote = true;
                 }
-                Some(shared) if shared.members_per_instance(instances) > 0 => {
+                Some(shared)
+                    if shared.members_per_instance(instances) > 0
+                        && self.member_sessions == MemberSessions::SourceBroker =>
+                {
                     match route.direction {
                         Direction::LocalToRemote => remote = true,
                         Direction::RemoteToLocal => local = true,
@@ -244,7 +272,11 @@ impl BridgeConfig {
         } else {
             0
         };
-        (mains, self.member_count(Direction::RemoteToLocal))
+        let mut members = self.member_count(Direction::RemoteToLocal);
+        if self.member_sessions == MemberSessions::BothBrokers {
+            members += self.member_count(Direction::LocalToRemote);
+        }
+        (mains, members)
     }
 
     /// Sessions the bridge opens to the remote broker over all instances (what Event Grid's
@@ -264,7 +296,11 @@ impl BridgeConfig {
         } else {
             0
         };
-        mains + self.member_count(Direction::LocalToRemote)
+        let mut members = self.member_count(Direction::LocalToRemote);
+        if self.member_sessions == MemberSessions::BothBrokers {
+            members += self.member_count(Direction::RemoteToLocal);
+        }
+        mains + members
     }
 }
 
@@ -515,6 +551,7 @@ mod tests {
         BridgeConfig {
             name: "b".into(),
             protocol: MqttVersion::V5,
+            member_sessions: MemberSessions::SourceBroker,
             bridge_instances: instances,
             client_id_prefix: "e4k".into(),
             log_level: LogLevel::Info,

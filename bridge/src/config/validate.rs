@@ -436,6 +436,7 @@ fn finish(
     let config = BridgeConfig {
         name: draft.name,
         protocol: draft.protocol,
+        member_sessions: draft.member_sessions,
         bridge_instances: draft.bridge_instances,
         client_id_prefix: draft.client_id_prefix,
         log_level: draft.log_level,

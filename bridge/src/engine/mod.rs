@@ -14,7 +14,10 @@
 //!   instance `m % bridgeInstances`) is a session on the route's *source* broker only,
 //!   subscribing `$share/<group>/<source>`. Its messages are published over the main session
 //!   of its instance on the destination broker, so a local-to-remote shared route adds no
-//!   session on the remote broker (Event Grid limits sessions per authentication name). A
+//!   session on the remote broker (Event Grid limits sessions per authentication name). With
+//!   the connector annotation `e4k.dev/shared-subscription-sessions: both` a member has a
+//!   destination session of its own instead (same client ID), so that a shared route spreads
+//!   over that many destination sessions (Event Grid's quota is per session). A
 //!   main session exists on a broker whenever a member of its instance publishes through it,
 //!   even when the main link has no routes of its own there; it then subscribes nothing.
 //! - With `bridgeInstances` > 1, a route without a shared subscription would be forwarded
@@ -77,8 +80,8 @@ use self::conn::{Conn, Credentials, Policy, PollCtx, RouteCtx, Setup, Side};
 use self::metrics::Metrics;
 use self::tls::ReloadingIdentity;
 use crate::config::{
-    Authentication, BridgeConfig, BrokerConnection, Direction, MqttVersion, QoS, Route,
-    SessionRole, Transport,
+    Authentication, BridgeConfig, BrokerConnection, Direction, MemberSessions, MqttVersion, QoS,
+    Route, SessionRole, Transport,
 };
 use crate::error::BridgeError;
 
@@ -577,12 +580,13 @@ impl Plan<'_, '_> {
                     .map(move |member| (route, member))
             })
             .collect();
+        let own_sessions = config.member_sessions == MemberSessions::BothBrokers;
         let publishes_to = |side: Side| {
             let source = match side {
                 Side::Local => Direction::RemoteToLocal,
                 Side::Remote => Direction::LocalToRemote,
             };
-            members.iter().any(|(route, _)| route.direction == source)
+            !own_sessions && members.iter().any(|(route, _)| route.direction == source)
         };
         let main_id = config.client_id(instance, SessionRole::Main);
         let main_conn = |plan: &mut Self, side: Side| {
@@ -605,11 +609,18 @@ impl Plan<'_, '_> {
                 subscription: route.subscription_filter(),
                 no_local: false,
             }];
-            let (side, dest) = match route.direction {
-                Direction::LocalToRemote => (Side::Local, remote_main),
-                Direction::RemoteToLocal => (Side::Remote, local_main),
+            let (side, dest_side, dest) = match route.direction {
+                Direction::LocalToRemote => (Side::Local, Side::Remote, remote_main),
+                Direction::RemoteToLocal => (Side::Remote, Side::Local, local_main),
             };
             let index = self.push(side, &id, &routes);
+            // A destination session of the member's own (same client ID, subscribing
+            // nothing there), or its instance's main session.
+            let dest = if own_sessions {
+                Some(self.push(dest_side, &id, &routes))
+            } else {
+                dest
+            };
             if let Some(dest) = dest {
                 self.connect(index, dest);
             }
