@@ -63,14 +63,6 @@ pub enum BridgeError {
         #[source]
         source: std::io::Error,
     },
-    /// The configuration asks for something the engine does not implement.
-    #[error("{what} is not supported by the bridge engine; {hint}")]
-    Unsupported {
-        /// What was asked for, e.g. `MQTT over WebSocket`.
-        what: String,
-        /// What to do instead.
-        hint: String,
-    },
     /// `--instance-index` names an instance the connector does not have.
     #[error(
         "instance index {index} is out of range: connector `{bridge}` has {instances} \

@@ -94,6 +94,10 @@ pub struct MqttConfig {
     /// [`EmulatorConfig::mqtt_hostname`]. (A client that sends another name in SNI gets a
     /// certificate for it anyway.)
     pub hostnames: Vec<String>,
+    /// Also serve MQTT over secure WebSockets on this address (Event Grid's port 443, path
+    /// `/mqtt`, subprotocol `mqtt`); `None` (the default) serves only MQTT over TLS. Port 0
+    /// picks a free port.
+    pub websocket_listen: Option<SocketAddr>,
     /// Event Grid's inbound limit per client session: PUBLISH packets per second and bytes
     /// per second a session may send (default 1,000 msg/s and 1 MB/s, the service's quota).
     /// The front end throttles a faster session by reading from it more slowly, so TCP
@@ -125,6 +129,7 @@ impl Default for MqttConfig {
             mosquitto_binary: None,
             ca_file: None,
             hostnames: Vec::new(),
+            websocket_listen: None,
             session_publish_limit: Some(PublishLimit::EVENT_GRID),
         }
     }

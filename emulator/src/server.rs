@@ -68,6 +68,12 @@ impl Emulator {
         self.mqtt.as_ref().map(DataPlane::local_addr)
     }
 
+    /// The bound MQTT-over-WebSocket address, when
+    /// [`MqttConfig::websocket_listen`](crate::MqttConfig::websocket_listen) is set.
+    pub fn mqtt_websocket_addr(&self) -> Option<SocketAddr> {
+        self.mqtt.as_ref().and_then(DataPlane::websocket_addr)
+    }
+
     /// The PEM file of the data-plane CA that MQTT clients must trust, when the data plane is
     /// configured.
     pub fn mqtt_ca_pem_path(&self) -> Option<&Path> {
@@ -114,10 +120,12 @@ impl Emulator {
         let emulator = Self::bind(config).await?;
         let app = Arc::clone(&emulator.app);
         let local_addr = emulator.local_addr;
-        let mqtt = emulator
-            .mqtt
-            .as_ref()
-            .map(|m| (m.local_addr(), m.ca_path().to_owned(), m.source()));
+        let mqtt = emulator.mqtt.as_ref().map(|m| MqttHandle {
+            addr: m.local_addr(),
+            websocket: m.websocket_addr(),
+            ca_path: m.ca_path().to_owned(),
+            source: m.source(),
+        });
         let token = CancellationToken::new();
         let task = tokio::spawn(emulator.run(token.clone()));
         Ok(RunningEmulator {
@@ -152,12 +160,20 @@ async fn handle(
     response
 }
 
+/// What a running emulator keeps of its data plane.
+struct MqttHandle {
+    addr: SocketAddr,
+    websocket: Option<SocketAddr>,
+    ca_path: PathBuf,
+    source: Arc<ViewSource>,
+}
+
 /// A serving emulator. Dropping it stops the server without waiting; [`shutdown`](Self::shutdown)
 /// stops it and waits.
 pub struct RunningEmulator {
     app: Arc<App>,
     local_addr: SocketAddr,
-    mqtt: Option<(SocketAddr, PathBuf, Arc<ViewSource>)>,
+    mqtt: Option<MqttHandle>,
     token: CancellationToken,
     task: Option<JoinHandle<Result<(), EmulatorError>>>,
 }
@@ -176,14 +192,20 @@ impl RunningEmulator {
 
     /// The MQTT (TLS) address, when [`EmulatorConfig::mqtt`] is set.
     pub fn mqtt_addr(&self) -> Option<SocketAddr> {
-        self.mqtt.as_ref().map(|(addr, _, _)| *addr)
+        self.mqtt.as_ref().map(|m| m.addr)
+    }
+
+    /// The MQTT-over-WebSocket address, when
+    /// [`MqttConfig::websocket_listen`](crate::MqttConfig::websocket_listen) is set.
+    pub fn mqtt_websocket_addr(&self) -> Option<SocketAddr> {
+        self.mqtt.as_ref().and_then(|m| m.websocket)
     }
 
     /// The PEM file of the data-plane CA that MQTT clients must trust (`mosquitto_pub
     /// --cafile`), when [`EmulatorConfig::mqtt`] is set. It lives as long as the emulator
     /// unless [`MqttConfig::ca_file`](crate::MqttConfig::ca_file) placed it elsewhere.
     pub fn mqtt_ca_pem_path(&self) -> Option<&Path> {
-        self.mqtt.as_ref().map(|(_, path, _)| path.as_path())
+        self.mqtt.as_ref().map(|m| m.ca_path.as_path())
     }
 
     /// Waits until the broker's topic ACL reflects every control-plane change made so far
@@ -191,7 +213,7 @@ impl RunningEmulator {
     /// at once when there is no data plane.
     pub async fn mqtt_synced(&self, timeout: std::time::Duration) -> bool {
         match &self.mqtt {
-            Some((_, _, source)) => source.synced(timeout).await,
+            Some(m) => m.source.synced(timeout).await,
             None => false,
         }
     }

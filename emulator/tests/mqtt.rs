@@ -876,6 +876,51 @@ async fn sessions_are_throttled_to_their_publish_quota() {
     emulator.shutdown().await.unwrap();
 }
 
+/// MQTT over secure WebSockets: `wss://…/mqtt` with subprotocol `mqtt` and the client
+/// certificate is the same session as on the TLS port (authenticated, authorized by the
+/// bindings); another path is refused at the upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_over_websocket_is_served_on_mqtt_path() {
+    let (emulator, _arm) = seeded_with(MqttConfig {
+        websocket_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..MqttConfig::default()
+    })
+    .await;
+    let port = emulator.mqtt_websocket_addr().unwrap().port();
+    let over_websocket = |id: &str, cert: &str, path: &str| {
+        let pki = pki();
+        let mut options = MqttOptions::new(id, format!("wss://localhost:{port}{path}"), port);
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_transport(Transport::Wss(TlsConfiguration::Rustls(tls(
+            &emulator,
+            &pki.cert(cert),
+            &pki.key(cert),
+        ))));
+        options
+    };
+    let mut bridge = connect_with(over_websocket("bridge-ws", "mqttbridge", "/mqtt"))
+        .await
+        .unwrap();
+    bridge.subscribe("command/#", QoS::AtLeastOnce).await;
+    let mut commander = connect(&emulator, "commander", "mosquitto").await.unwrap();
+    assert_eq!(
+        commander.publish("command/x", "over-ws").await,
+        Ok(PubAckReason::Success)
+    );
+    assert_eq!(bridge.message(ARRIVAL).await.as_deref(), Some("over-ws"));
+    // The bindings hold over WebSocket too: the bridge may not publish commands.
+    assert_ne!(
+        bridge.publish("command/x", "nope").await,
+        Ok(PubAckReason::Success)
+    );
+    let error = connect_with(over_websocket("bridge-ws2", "mqttbridge", "/other"))
+        .await
+        .err()
+        .expect("a WebSocket upgrade on another path is refused");
+    assert!(error.to_string().contains("404"), "{error}");
+    emulator.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_stops_mosquitto() {
     let (emulator, _arm) = seeded().await;

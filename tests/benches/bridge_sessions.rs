@@ -30,7 +30,7 @@
     clippy::cast_precision_loss
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -39,18 +39,12 @@ use bytes::Bytes;
 use e4k_bridge::config::{ConfigOptions, RawConfig, resolve};
 use e4k_bridge::engine::RunOptions;
 use e4k_emulator::{Emulator, EmulatorConfig, MqttConfig, PublishLimit};
-use e4k_provisioning::certs::{KeyProtection, NotAfter};
-use e4k_provisioning::eventgrid::arm::{ArmClient, ArmConfig};
-use e4k_provisioning::eventgrid::credential::StaticToken;
-use e4k_provisioning::k8s::manifests::ManifestInput;
-use e4k_provisioning::up::{self, UpOptions};
 use e4k_tests::Mosquitto;
 use e4k_tests::bridge::Running;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use rumqttc::{Outgoing, TlsConfiguration, Transport};
-use tokio_util::sync::CancellationToken;
 
 const TOPIC: &str = "factory/telemetry/bench";
 const SIZE: usize = 256;
@@ -227,69 +221,6 @@ spec:
     )
 }
 
-/// `e4k up` against the emulator: returns the certs and secrets directories.
-async fn seed(dir: &Path, emulator: &e4k_emulator::RunningEmulator) -> (PathBuf, PathBuf) {
-    let spec = dir.join("eventgrid.yaml");
-    let bridge_yaml = dir.join("bridge.yaml");
-    std::fs::write(
-        &spec,
-        e4k_templates::EVENTGRID_YAML.replace(
-            "${AZURE_SUBSCRIPTION_ID}",
-            "00000000-0000-0000-0000-00000000e4ed",
-        ),
-    )
-    .unwrap();
-    std::fs::write(&bridge_yaml, e4k_templates::BRIDGE_YAML).unwrap();
-    let arm = Arc::new(
-        ArmClient::new(
-            ArmConfig {
-                endpoint: emulator.base_url().parse().unwrap(),
-                min_poll_interval: Duration::from_millis(10),
-                ..ArmConfig::default()
-            },
-            Arc::new(StaticToken::new("bench")),
-            CancellationToken::new(),
-        )
-        .unwrap(),
-    );
-    let out = dir.join("e4k-out");
-    let report = up::up(
-        &UpOptions {
-            spec,
-            bridge_config: bridge_yaml,
-            bridge_secret: "bridge-client-cert".into(),
-            bridge_client: "mqttbridge".into(),
-            pki: dir.join("pki"),
-            out: out.clone(),
-            ca_protection: KeyProtection::Plaintext,
-            ca_password: None,
-            pki_name: "e4k bench".into(),
-            client_validity: NotAfter::parse("24h").unwrap(),
-            manifests: ManifestInput {
-                name: "e4k-bench".into(),
-                namespace: None,
-                image: "e4k:bench".into(),
-                replicas: 1,
-                bridge_yaml: String::new(),
-                secrets: vec!["bridge-client-cert".into()],
-                config_maps: Vec::new(),
-                service_account_token: None,
-            },
-            concurrency: 8,
-            bridge_sessions: None,
-        },
-        &arm,
-        &|_| {},
-    )
-    .await
-    .unwrap();
-    assert!(
-        emulator.mqtt_synced(Duration::from_secs(10)).await,
-        "the emulator's broker did not pick up the namespace"
-    );
-    (out.join("certs"), report.secrets_dir)
-}
-
 fn main() {
     let n = env_usize("E4K_BENCH_MESSAGES", 6_000);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -311,7 +242,14 @@ fn main() {
         })
         .await
         .expect("the emulator starts (is mosquitto installed?)");
-        let (certs, secrets) = seed(dir.path(), &emulator).await;
+        let seeded = e4k_tests::seed::up(dir.path(), &emulator.base_url())
+            .await
+            .unwrap();
+        assert!(
+            emulator.mqtt_synced(Duration::from_secs(10)).await,
+            "the emulator's broker did not pick up the namespace"
+        );
+        let (certs, secrets) = (seeded.certs, seeded.secrets);
         let cloud = Cloud {
             port: emulator.mqtt_addr().unwrap().port(),
             ca: emulator.mqtt_ca_pem_path().unwrap().to_owned(),

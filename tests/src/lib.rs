@@ -8,6 +8,7 @@ pub mod bridge;
 pub mod faults;
 pub mod proxy;
 pub mod scripted;
+pub mod seed;
 
 use std::{
     io,

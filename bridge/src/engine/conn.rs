@@ -533,6 +533,8 @@ pub(crate) struct Setup {
     pub(crate) identity: Option<Arc<ReloadingIdentity>>,
     /// Other credentials.
     pub(crate) credentials: Credentials,
+    /// MQTT over WebSocket (then TLS means `wss://`).
+    pub(crate) websocket: bool,
     /// The TLS configuration, once built.
     config: Option<Arc<rustls::ClientConfig>>,
     /// Whether the missing token was reported already.
@@ -546,11 +548,13 @@ impl Setup {
         tls: Option<Tls>,
         identity: Option<Arc<ReloadingIdentity>>,
         credentials: Credentials,
+        websocket: bool,
     ) -> Self {
         Setup {
             tls,
             identity,
             credentials,
+            websocket,
             config: None,
             token_warned: false,
             hint: None,
@@ -567,9 +571,12 @@ impl Setup {
                     .map_err(|reason| format!("cannot load the trusted CA: {reason}"))?;
                 let config = tls::client_config(roots, self.identity.clone())
                     .map_err(|error| format!("cannot set up TLS: {error}"))?;
-                eventloop.set_transport(Transport::Tls(TlsConfiguration::Rustls(Arc::clone(
-                    &config,
-                ))));
+                let tls = TlsConfiguration::Rustls(Arc::clone(&config));
+                eventloop.set_transport(if self.websocket {
+                    Transport::Wss(tls)
+                } else {
+                    Transport::Tls(tls)
+                });
                 self.config = Some(config);
             }
             if let Some(identity) = &self.identity {

@@ -248,21 +248,13 @@ impl Bridge {
     ///
     /// # Errors
     ///
-    /// [`BridgeError::Unsupported`] for MQTT over WebSocket, [`BridgeError::InstanceOutOfRange`]
-    /// when [`RunOptions::instance`] is not below a connector's `bridgeInstances`.
+    /// [`BridgeError::InstanceOutOfRange`] when [`RunOptions::instance`] is not below a
+    /// connector's `bridgeInstances`.
     pub fn new(configs: &[BridgeConfig], options: RunOptions) -> Result<Self, BridgeError> {
         let metrics = Metrics::new();
         let mut conns: Vec<Prepared> = Vec::new();
         let mut window = 0;
         for config in configs {
-            for side in [&config.remote, &config.local] {
-                if side.transport == Transport::WebSocket {
-                    return Err(BridgeError::Unsupported {
-                        what: "MQTT over WebSocket".to_owned(),
-                        hint: "use protocol: mqtt (port 8883)".to_owned(),
-                    });
-                }
-            }
             let instances: Vec<u32> = match options.instance {
                 Some(index) if index >= config.bridge_instances => {
                     return Err(BridgeError::InstanceOutOfRange {
@@ -738,8 +730,21 @@ fn mqtt_options(
     let mut network = NetworkOptions::new();
     network.set_tcp_nodelay(true);
     network.set_connection_timeout(connect_timeout);
-    let host = connection.endpoint.host.clone();
     let port = connection.endpoint.port;
+    // Over WebSocket rumqttc takes the URL as the host: Event Grid serves MQTT on `/mqtt`.
+    let websocket = connection.transport == Transport::WebSocket;
+    let host = if websocket {
+        let scheme = if connection.tls.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}://{}:{port}/mqtt", connection.endpoint.host)
+    } else {
+        connection.endpoint.host.clone()
+    };
+    // TLS (`Tls`/`Wss`) is set before each connection attempt (see `Setup`).
+    let plain_websocket = websocket && connection.tls.is_none();
     match protocol {
         MqttVersion::V5 => {
             let mut mqtt = MqttOptions::new(client_id, host, port);
@@ -753,6 +758,9 @@ fn mqtt_options(
                 .set_outgoing_inflight_upper_limit(window)
                 .set_manual_acks(true)
                 .set_connection_timeout(connect_timeout);
+            if plain_websocket {
+                mqtt.set_transport(rumqttc::Transport::Ws);
+            }
             mqtt.set_network_options(network);
             mqtt::Options::V5(Box::new(mqtt))
         }
@@ -768,6 +776,9 @@ fn mqtt_options(
                 .set_max_packet_size(max_packet, max_packet)
                 .set_inflight(window)
                 .set_manual_acks(true);
+            if plain_websocket {
+                mqtt.set_transport(rumqttc::Transport::Ws);
+            }
             mqtt::Options::V3(Box::new(mqtt), network, session.max_packet_size)
         }
     }
@@ -792,5 +803,10 @@ fn setup(connection: &BrokerConnection) -> Setup {
         },
         Authentication::X509(_) | Authentication::Anonymous => Credentials::None,
     };
-    Setup::new(connection.tls.clone(), identity, credentials)
+    Setup::new(
+        connection.tls.clone(),
+        identity,
+        credentials,
+        connection.transport == Transport::WebSocket,
+    )
 }

@@ -258,9 +258,7 @@ fn run_bridge(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode> {
             }
         }
         let bridge = Bridge::new(&resolved.bridges, options).map_err(|e| match e {
-            BridgeError::InstanceOutOfRange { .. } | BridgeError::Unsupported { .. } => {
-                usage(e.to_string())
-            }
+            BridgeError::InstanceOutOfRange { .. } => usage(e.to_string()),
             other => anyhow::Error::new(other),
         })?;
         let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -144,6 +144,10 @@ pub(crate) struct EmulatorArgs {
     /// on PATH).
     #[arg(long, value_name = "PATH", requires = "mqtt_listen")]
     mosquitto: Option<PathBuf>,
+    /// Also serve MQTT over secure WebSockets (path /mqtt, subprotocol mqtt) on this address,
+    /// as Event Grid does on port 443.
+    #[arg(long, value_name = "ADDR", requires = "mqtt_listen")]
+    mqtt_websocket_listen: Option<SocketAddr>,
     /// PUBLISH packets per second each MQTT session may send, as Event Grid's quota (faster
     /// sessions are slowed down); 0 lifts the limit.
     #[arg(long, value_name = "N", default_value_t = PublishLimit::EVENT_GRID.messages_per_second)]
@@ -712,6 +716,7 @@ async fn emulator_cmd(args: EmulatorArgs, out: &Output) -> anyhow::Result<ExitCo
             listen,
             mosquitto_binary: args.mosquitto.clone(),
             ca_file: args.mqtt_ca_out.clone(),
+            websocket_listen: args.mqtt_websocket_listen,
             session_publish_limit: (args.session_publish_rate > 0
                 || args.session_publish_bytes > 0)
                 .then_some(PublishLimit {
@@ -729,15 +734,26 @@ async fn emulator_cmd(args: EmulatorArgs, out: &Output) -> anyhow::Result<ExitCo
     let emulator = Emulator::bind(config).await?;
     let url = format!("http://{}", emulator.local_addr());
     let mqtt_endpoint = emulator.mqtt_addr().map(|addr| addr.to_string());
+    let mqtt_websocket = emulator
+        .mqtt_websocket_addr()
+        .map(|addr| format!("wss://{addr}/mqtt"));
     let mqtt_ca = emulator
         .mqtt_ca_pem_path()
         .map(|path| path.display().to_string());
     out.emit(
-        &serde_json::json!({ "endpoint": url, "mqtt_endpoint": mqtt_endpoint, "mqtt_ca": mqtt_ca }),
+        &serde_json::json!({
+            "endpoint": url,
+            "mqtt_endpoint": mqtt_endpoint,
+            "mqtt_websocket_url": mqtt_websocket,
+            "mqtt_ca": mqtt_ca,
+        }),
         |w| {
             writeln!(w, "{url}")?;
             if let (Some(endpoint), Some(ca)) = (&mqtt_endpoint, &mqtt_ca) {
                 writeln!(w, "mqtts://{endpoint} (CA: {ca})")?;
+            }
+            if let Some(websocket) = &mqtt_websocket {
+                writeln!(w, "{websocket}")?;
             }
             Ok(())
         },

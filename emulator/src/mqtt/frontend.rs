@@ -62,7 +62,13 @@ pub(crate) struct FrontEnd {
 impl FrontEnd {
     /// Accepts connections until `token` is cancelled, then closes them and waits for their
     /// tasks.
-    pub(crate) async fn serve(self: Arc<Self>, listener: TcpListener, token: CancellationToken) {
+    /// With `websocket`, each connection is MQTT over a WebSocket inside the TLS session.
+    pub(crate) async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        token: CancellationToken,
+        websocket: bool,
+    ) {
         let tracker = TaskTracker::new();
         loop {
             let accepted = tokio::select! {
@@ -78,7 +84,7 @@ impl FrontEnd {
                         async move {
                             let outcome = tokio::select! {
                                 () = token.cancelled() => Ok(()),
-                                outcome = front.connection(tcp) => outcome,
+                                outcome = front.connection(tcp, websocket) => outcome,
                             };
                             if let Err(reason) = outcome {
                                 tracing::debug!(%reason, "connection ended");
@@ -98,8 +104,8 @@ impl FrontEnd {
         tracker.wait().await;
     }
 
-    async fn connection(&self, tcp: TcpStream) -> Result<(), String> {
-        let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp))
+    async fn connection(&self, tcp: TcpStream, websocket: bool) -> Result<(), String> {
+        let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp))
             .await
             .map_err(|_| "TLS handshake timed out".to_owned())?
             .map_err(|e| format!("TLS handshake failed: {e}"))?;
@@ -109,12 +115,38 @@ impl FrontEnd {
             .map(<[_]>::to_vec)
             .unwrap_or_default();
         let sni = session.server_name().map(str::to_owned);
+        if websocket {
+            let ws = tokio::time::timeout(
+                HANDSHAKE_TIMEOUT,
+                async_tungstenite::tokio::accept_hdr_async(tls, mqtt_websocket),
+            )
+            .await
+            .map_err(|_| "WebSocket handshake timed out".to_owned())?
+            .map_err(|e| format!("WebSocket handshake failed: {e}"))?;
+            self.session(ws_stream_tungstenite::WsStream::new(ws), &chain, sni)
+                .await
+        } else {
+            self.session(tls, &chain, sni).await
+        }
+    }
+
+    /// One MQTT session over `stream` (TLS, or a WebSocket inside TLS) from a client that
+    /// presented `chain`.
+    async fn session<S>(
+        &self,
+        mut tls: S,
+        chain: &[CertificateDer<'static>],
+        sni: Option<String>,
+    ) -> Result<(), String>
+    where
+        S: AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
         let mut buffer = Vec::with_capacity(512);
         let (connect, used) =
             tokio::time::timeout(CONNECT_TIMEOUT, read_connect(&mut tls, &mut buffer))
                 .await
                 .map_err(|_| "no CONNECT in time".to_owned())??;
-        let (username, guard) = match self.admit(&chain, sni.as_deref(), &connect) {
+        let (username, guard) = match self.admit(chain, sni.as_deref(), &connect) {
             Ok(admitted) => admitted,
             Err(refusal) => {
                 tracing::info!(
@@ -346,6 +378,48 @@ async fn to_broker<R: AsyncRead + Unpin>(
             Ok(n) => buffer.extend_from_slice(&chunk[..n]),
         }
     }
+}
+
+/// Accepts the WebSocket upgrade of an MQTT client as Event Grid does: path `/mqtt` and the
+/// `mqtt` subprotocol, which the answer names.
+#[allow(clippy::result_large_err)] // the signature async-tungstenite's callback requires
+fn mqtt_websocket(
+    request: &async_tungstenite::tungstenite::handshake::server::Request,
+    mut response: async_tungstenite::tungstenite::handshake::server::Response,
+) -> Result<
+    async_tungstenite::tungstenite::handshake::server::Response,
+    async_tungstenite::tungstenite::handshake::server::ErrorResponse,
+> {
+    use async_tungstenite::tungstenite::http;
+    let refuse = |status: http::StatusCode, why: &str| {
+        let mut refusal = http::Response::new(Some(why.to_owned()));
+        *refusal.status_mut() = status;
+        refusal
+    };
+    if request.uri().path() != "/mqtt" {
+        return Err(refuse(
+            http::StatusCode::NOT_FOUND,
+            "MQTT over WebSocket is served on /mqtt",
+        ));
+    }
+    let offers_mqtt = request
+        .headers()
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|protocol| protocol.trim() == "mqtt");
+    if !offers_mqtt {
+        return Err(refuse(
+            http::StatusCode::BAD_REQUEST,
+            "the WebSocket subprotocol must be mqtt",
+        ));
+    }
+    response.headers_mut().insert(
+        http::header::SEC_WEBSOCKET_PROTOCOL,
+        http::HeaderValue::from_static("mqtt"),
+    );
+    Ok(response)
 }
 
 /// Event Grid's per-session inbound quota as two virtual clocks, one for messages and one for

@@ -100,6 +100,8 @@ impl ViewSource {
 pub(crate) struct DataPlane {
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// The MQTT-over-WebSocket listener and its address, when configured.
+    websocket: Option<(TcpListener, SocketAddr)>,
     front: Arc<frontend::FrontEnd>,
     broker: broker::Broker,
     acl: String,
@@ -124,6 +126,18 @@ impl DataPlane {
         let local_addr = listener
             .local_addr()
             .map_err(|source| EmulatorError::Bind { addr, source })?;
+        let websocket = match config.websocket_listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| EmulatorError::Bind { addr, source })?;
+                let local = listener
+                    .local_addr()
+                    .map_err(|source| EmulatorError::Bind { addr, source })?;
+                Some((listener, local))
+            }
+            None => None,
+        };
         let dir = tempfile::Builder::new()
             .prefix("e4k-emulator-mqtt-")
             .tempdir()
@@ -162,6 +176,7 @@ impl DataPlane {
         Ok(Self {
             listener,
             local_addr,
+            websocket,
             front,
             broker,
             acl,
@@ -173,6 +188,11 @@ impl DataPlane {
     /// The bound MQTT address.
     pub(crate) fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The bound MQTT-over-WebSocket address, when configured.
+    pub(crate) fn websocket_addr(&self) -> Option<SocketAddr> {
+        self.websocket.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The data-plane CA certificate (PEM file).
@@ -190,6 +210,7 @@ impl DataPlane {
         let Self {
             listener,
             local_addr,
+            websocket,
             front,
             broker,
             acl,
@@ -197,9 +218,17 @@ impl DataPlane {
             _dir,
         } = self;
         tracing::info!(addr = %local_addr, broker = %broker.addr(), "MQTT data plane listening");
-        let serve = Arc::clone(&front).serve(listener, token.clone());
-        let sync = sync_acl(&front.source, &broker, acl, token);
-        tokio::join!(serve, sync);
+        let serve = Arc::clone(&front).serve(listener, token.clone(), false);
+        let serve_websocket = async {
+            if let Some((listener, addr)) = websocket {
+                tracing::info!(%addr, "MQTT over WebSocket listening");
+                Arc::clone(&front)
+                    .serve(listener, token.clone(), true)
+                    .await;
+            }
+        };
+        let sync = sync_acl(&front.source, &broker, acl, token.clone());
+        tokio::join!(serve, serve_websocket, sync);
         drop(broker);
         tracing::debug!("MQTT data plane stopped");
     }
