@@ -254,7 +254,13 @@ pub async fn up(
         })?;
     let bridge_text = match &hostname {
         Some(host) => {
-            with_remote_endpoint(&bridge_text, &format!("{host}:8883")).ok_or_else(|| {
+            // Event Grid serves MQTT on 8883 and MQTT over WebSockets on 443.
+            let port = if remote_uses_websocket(&bridge_text) {
+                443
+            } else {
+                8883
+            };
+            with_remote_endpoint(&bridge_text, &format!("{host}:{port}")).ok_or_else(|| {
                 Error::bad_file(
                     &options.bridge_config,
                     "no remoteBrokerConnection.endpoint line to fill in",
@@ -350,6 +356,35 @@ fn write_step(path: &Path, contents: &[u8], secret: bool) -> Result<Step> {
     Ok(step("file", path, status, ""))
 }
 
+/// Whether a `remoteBrokerConnection:` block says `protocol: webSocket` (v1beta1).
+fn remote_uses_websocket(yaml: &str) -> bool {
+    let mut in_remote: Option<usize> = None;
+    for line in yaml.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let trimmed = line.trim();
+        if trimmed.starts_with("remoteBrokerConnection:") {
+            in_remote = Some(indent);
+            continue;
+        }
+        let Some(block) = in_remote else { continue };
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if indent <= block {
+            in_remote = None;
+        } else if let Some(value) = trimmed.strip_prefix("protocol:") {
+            let value = value
+                .split('#')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_matches(['"', '\'']);
+            return value == "webSocket";
+        }
+    }
+    false
+}
+
 /// Replaces the value of `endpoint:` inside `remoteBrokerConnection:` (the first one after
 /// it), keeping the rest of the text, comments and formatting as they are.
 #[must_use]
@@ -397,5 +432,20 @@ mod tests {
             "spec:\n  localBrokerConnection:\n    endpoint: local:1883\n  remoteBrokerConnection:\n    # the namespace\n    endpoint: \"ns.westeurope-1.ts.eventgrid.azure.net:8883\"\n    tls:\n      tlsEnabled: true\n"
         );
         assert!(with_remote_endpoint("spec:\n  x: 1\n", "h:1").is_none());
+    }
+
+    #[test]
+    fn a_websocket_remote_is_recognised() {
+        let remote = |protocol: &str| {
+            format!(
+                "spec:\n  localBrokerConnection:\n    protocol: webSocket\n  \
+                 remoteBrokerConnection:\n    endpoint: x:1\n{protocol}  bridgeInstances: 1\n"
+            )
+        };
+        assert!(remote_uses_websocket(&remote(
+            "    protocol: \"webSocket\" # 443\n"
+        )));
+        assert!(!remote_uses_websocket(&remote("    protocol: mqtt\n")));
+        assert!(!remote_uses_websocket(&remote("")));
     }
 }
