@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use e4k_bridge::RunOptions;
 use e4k_bridge::config::{self, BridgeConfig, ConfigOptions, RawConfig};
-use e4k_bridge::engine::{BackoffPolicy, Readiness};
+use e4k_bridge::engine::Readiness;
 use e4k_tests::Mosquitto;
 use e4k_tests::bridge::{Running, metric};
 use e4k_tests::faults::{self, BRIDGE_SECRET, FaultPki};
@@ -151,15 +151,8 @@ fn start(configs: &[BridgeConfig], options: RunOptions) -> Running {
 }
 
 fn run_options() -> RunOptions {
-    let mut options = RunOptions::default();
-    options.backoff = BackoffPolicy {
-        initial: Duration::from_millis(50),
-        max: Duration::from_millis(400),
-        jitter: 0.25,
-    };
+    let mut options = e4k_tests::bridge::fast_run_options();
     options.receive_maximum = Some(WINDOW);
-    options.drain_timeout = Duration::from_secs(5);
-    options.connect_timeout = Duration::from_secs(3);
     options
 }
 

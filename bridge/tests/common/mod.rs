@@ -16,7 +16,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use e4k_bridge::RunOptions;
 use e4k_bridge::config::{self, BridgeConfig, ConfigOptions, RawConfig};
-use e4k_bridge::engine::BackoffPolicy;
 use e4k_tests::Mosquitto;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -242,15 +241,7 @@ pub fn resolve(
 
 /// Run options for tests: fast backoff and drain.
 pub fn run_options() -> RunOptions {
-    let mut options = RunOptions::default();
-    options.backoff = BackoffPolicy {
-        initial: Duration::from_millis(50),
-        max: Duration::from_millis(400),
-        jitter: 0.25,
-    };
-    options.drain_timeout = Duration::from_secs(5);
-    options.connect_timeout = Duration::from_secs(3);
-    options
+    e4k_tests::bridge::fast_run_options()
 }
 
 #[allow(unused_imports)] // each test target uses a part
