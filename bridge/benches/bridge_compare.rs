@@ -4,7 +4,9 @@
 //! mqttv50`, mTLS to the remote). Measures
 //!
 //! - QoS 1 throughput at 256 B and 4 KiB: no bridge (published straight into the remote),
-//!   local → e4k (in-process engine) → remote, and local → mosquitto bridge → remote;
+//!   local → e4k (in-process engine) → remote, local → `e4k bridge run` (the release binary as
+//!   a process of its own, with a local broker of its own; when `target/release/e4k` exists) →
+//!   remote, and local → mosquitto bridge → remote;
 //! - end-to-end latency at a paced 2,000 msg/s for each, and the bridge-added p50/p99 (the
 //!   system's percentile minus the no-bridge one);
 //! - peak RSS of `e4k bridge run` (the release binary, run as a process) while a backlog
@@ -64,6 +66,9 @@ fn env_usize(name: &str, default: usize) -> usize {
 enum System {
     Direct,
     E4k,
+    /// `e4k bridge run` (the release binary) as a process of its own, with a local broker of
+    /// its own, as mosquitto's bridge runs in a process of its own.
+    E4kProcess,
     Mosquitto,
 }
 
@@ -72,6 +77,7 @@ impl System {
         match self {
             System::Direct => "no bridge (straight into the remote)",
             System::E4k => "local → e4k bridge → remote",
+            System::E4kProcess => "local → e4k bridge run (own process) → remote",
             System::Mosquitto => "local → mosquitto bridge → remote",
         }
     }
@@ -86,6 +92,8 @@ struct Setup {
     direct: TestClient,
     e4k_publisher: TestClient,
     mosquitto_publisher: TestClient,
+    /// `e4k bridge run` as a process: its local broker, the process, a publisher.
+    process: Option<(Mosquitto, KillOnDrop, TestClient)>,
 }
 
 /// A local broker with mosquitto's own bridge to the remote over mTLS.
@@ -132,6 +140,10 @@ impl Setup {
         let e4k_publisher = env.local_client("bench-pub-e4k").await;
         let mosquitto_publisher =
             TestClient::local(mosquitto_bridge.port(), "bench-pub-mosquitto").await;
+        let process = match e4k_binary() {
+            Some(binary) => Some(bridge_process(&binary, &env).await),
+            None => None,
+        };
         let mut setup = Setup {
             env,
             mosquitto_bridge,
@@ -140,19 +152,34 @@ impl Setup {
             direct,
             e4k_publisher,
             mosquitto_publisher,
+            process,
         };
         // Warm up every path (TLS sessions, the mosquitto bridge's connection).
-        for system in [System::Direct, System::E4k, System::Mosquitto] {
+        for system in setup.systems() {
             let (_, received) = setup.throughput(system, 200, 256).await;
             assert_eq!(received, 200, "warm-up through {} failed", system.name());
         }
         setup
     }
 
+    /// The systems this run measures (`e4k bridge run` needs the release binary).
+    fn systems(&self) -> Vec<System> {
+        let mut systems = vec![System::Direct, System::E4k];
+        if self.process.is_some() {
+            systems.push(System::E4kProcess);
+        }
+        systems.push(System::Mosquitto);
+        systems
+    }
+
     fn publisher(&self, system: System) -> &TestClient {
         match system {
             System::Direct => &self.direct,
             System::E4k => &self.e4k_publisher,
+            System::E4kProcess => match &self.process {
+                Some((_, _, publisher)) => publisher,
+                None => panic!("no e4k bridge run process"),
+            },
             System::Mosquitto => &self.mosquitto_publisher,
         }
     }
@@ -161,17 +188,12 @@ impl Setup {
     /// remote subscriber has them all, and how many it got.
     async fn throughput(&mut self, system: System, n: usize, size: usize) -> (Duration, usize) {
         let payload = bytes::Bytes::from(vec![b'x'; size]);
-        let publisher = match system {
-            System::Direct => &self.direct,
-            System::E4k => &self.e4k_publisher,
-            System::Mosquitto => &self.mosquitto_publisher,
-        };
+        let publisher = self.publisher(system).client.clone();
         let subscriber = &mut self.subscriber;
         let started = Instant::now();
         let publish = async {
             for _ in 0..n {
                 publisher
-                    .client
                     .publish_bytes(TOPIC, QoS::AtLeastOnce, false, payload.clone())
                     .await
                     .unwrap();
@@ -270,6 +292,55 @@ struct Drain {
     rss_peak_kib: u64,
     rss_end_kib: u64,
     samples: Vec<u64>,
+}
+
+/// Starts `e4k bridge run` with its own local broker, bridging to `env`'s remote, and waits
+/// until it forwards.
+async fn bridge_process(binary: &Path, env: &Env) -> (Mosquitto, KillOnDrop, TestClient) {
+    let local = Mosquitto::start(&format!("allow_anonymous true\n{QUEUES}\n")).unwrap();
+    let config = env.dir.path().join("bridge-process.yaml");
+    // Client IDs of its own on the shared remote broker.
+    let yaml = common::yaml(1, ROUTE).replace("clientIdPrefix: e4k", "clientIdPrefix: e4k-process");
+    std::fs::write(&config, yaml).unwrap();
+    let child = Command::new(binary)
+        .args(["bridge", "run", "--config"])
+        .arg(&config)
+        .arg("--remote-endpoint")
+        .arg(format!("localhost:{}", env.remote.port()))
+        .arg("--local-endpoint")
+        .arg(format!("127.0.0.1:{}", local.port()))
+        .arg("--secrets-dir")
+        .arg(env.secrets())
+        .arg("--configmaps-dir")
+        .arg(env.secrets())
+        .arg("--remote-ca-file")
+        .arg(&env.pki.root_file)
+        .args([
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--receive-maximum",
+            "100",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = KillOnDrop(child);
+    let publisher = TestClient::local(local.port(), "bench-pub-e4k-process").await;
+    let mut probe = env.remote_client("bench-process-probe").await;
+    probe.subscribe("e2e/out/#", QoS::AtLeastOnce).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        publisher
+            .publish(TOPIC, QoS::AtLeastOnce, false, "warm-up")
+            .await;
+        if probe.try_recv(Duration::from_millis(300)).await.is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "e4k bridge run never forwarded");
+    }
+    (local, child, publisher)
 }
 
 struct KillOnDrop(Child);
@@ -419,34 +490,35 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let systems = [System::Direct, System::E4k, System::Mosquitto];
-    let (throughput, latency) = runtime.block_on(async {
+    let (systems, throughput, latency) = runtime.block_on(async {
         let mut setup = Setup::start().await;
+        let systems = setup.systems();
         let mut throughput = Vec::new();
         for round in 0..repeat {
             for size in [256, 4096] {
-                for system in systems {
+                for &system in &systems {
                     let (elapsed, received) = setup.throughput(system, n, size).await;
                     throughput.push((round, size, system, elapsed, received));
                 }
             }
         }
         let mut latency = Vec::new();
-        for system in systems {
+        for &system in &systems {
             latency.push((system, setup.latency(system, rate, latency_secs).await));
         }
         let Setup {
             bridge,
             env,
             mosquitto_bridge,
+            process,
             ..
         } = setup;
         bridge.stop().await;
-        drop((mosquitto_bridge, env));
-        (throughput, latency)
+        drop((process, mosquitto_bridge, env));
+        (systems, throughput, latency)
     });
     println!(
-        "\nmosquitto {} on loopback for all three brokers; the remote over TLS 1.3 with client \
+        "\nmosquitto {} on loopback for every broker; the remote over TLS 1.3 with client \
          certificates for every system; QoS 1; unbounded broker queues; {} CPUs\n",
         mosquitto_version(),
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
@@ -472,7 +544,7 @@ fn main() {
     };
     let rate_of = |size: usize, system: System| median(rates(size, system));
     for size in [256, 4096] {
-        for system in systems {
+        for &system in &systems {
             let received: usize = throughput
                 .iter()
                 .filter(|(_, s, sys, _, _)| *s == size && *sys == system)
@@ -509,6 +581,18 @@ fn main() {
             e4k / direct,
             mosq / direct
         );
+    }
+    if systems.contains(&System::E4kProcess) {
+        println!("\n| payload | e4k bridge run / mosquitto bridge | e4k bridge run / no bridge |");
+        println!("|---|---:|---:|");
+        for size in [256, 4096] {
+            let process = rate_of(size, System::E4kProcess);
+            println!(
+                "| {size} B | {:.2}× | {:.2}× |",
+                process / rate_of(size, System::Mosquitto),
+                process / rate_of(size, System::Direct)
+            );
+        }
     }
 
     println!(
