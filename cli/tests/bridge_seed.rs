@@ -145,6 +145,17 @@ fn start_seed_bridge(
     start_bridge(dir, &args)
 }
 
+/// A mosquitto command-line client (`mosquitto_sub`, `mosquitto_pub`) run in the test
+/// directory, its output captured.
+fn mosquitto_client(d: &Dir, tool: &str) -> Command {
+    let mut command = Command::new(tool);
+    command
+        .current_dir(d.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
 fn seed_yaml() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../templates/bridge.yaml")
@@ -258,7 +269,7 @@ fn seed_walkthrough_through_e4k_bridge_run() {
     }
 
     // Commands: mosquitto publishes `command` on Event Grid; it arrives on the local broker.
-    let sub = Command::new("mosquitto_sub")
+    let sub = mosquitto_client(&d, "mosquitto_sub")
         .args([
             "-t",
             "command",
@@ -270,19 +281,15 @@ fn seed_walkthrough_through_e4k_bridge_run() {
             "127.0.0.1",
         ])
         .args(["-p", &local.port().to_string(), "-C", "1", "-W", "20"])
-        .current_dir(d.dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     wait_until("sub_1 subscribed", Duration::from_secs(10), || {
         local.log().contains("sub_1 0 command")
     });
-    let publish = Command::new("mosquitto_pub")
+    let publish = mosquitto_client(&d, "mosquitto_pub")
         .args(["-q", "1", "-t", "command", "-d", "-V", "mqttv5"])
         .args(["-m", "this is a command from the cloud!", "-i", "mosquitto"])
         .args(remote_tls(remote.port()))
-        .current_dir(d.dir.path())
         .output()
         .unwrap();
     assert!(publish.status.success(), "{publish:?}");
@@ -296,13 +303,10 @@ fn seed_walkthrough_through_e4k_bridge_run() {
     );
 
     // Telemetry: two publishers on the local broker, 5 messages each, arrive on Event Grid.
-    let telemetry = Command::new("mosquitto_sub")
+    let telemetry = mosquitto_client(&d, "mosquitto_sub")
         .args(["-q", "1", "-t", "factory/telemetry/#", "-V", "mqttv5"])
         .args(["-i", "mosquitto_sub", "-C", "10", "-W", "30", "-v"])
         .args(remote_tls(remote.port()))
-        .current_dir(d.dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     wait_until("telemetry subscriber", Duration::from_secs(10), || {
@@ -351,13 +355,10 @@ fn seed_walkthrough_through_e4k_bridge_run() {
 
     // Shared subscription: anomalies go to factory/telemetry/alert through the ShareTest
     // group members.
-    let alerts = Command::new("mosquitto_sub")
+    let alerts = mosquitto_client(&d, "mosquitto_sub")
         .args(["-q", "1", "-t", "factory/telemetry/alert", "-V", "mqttv5"])
         .args(["-i", "mosquitto_sub", "-C", "1000", "-W", "30"])
         .args(remote_tls(remote.port()))
-        .current_dir(d.dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     wait_until("alert subscriber", Duration::from_secs(10), || {
@@ -495,19 +496,16 @@ fn seed_walkthrough_with_protocol_v3() {
     let v3 = ["-V", "mqttv311"];
 
     // Commands from the cloud.
-    let sub = Command::new("mosquitto_sub")
+    let sub = mosquitto_client(&d, "mosquitto_sub")
         .args(["-t", "command", "-i", "sub_1", "-q", "1", "-h", "127.0.0.1"])
         .args(["-p", &local_port, "-C", "1", "-W", "20"])
         .args(v3)
-        .current_dir(d.dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     wait_until("sub_1 subscribed", Duration::from_secs(10), || {
         local.log().contains("sub_1 1 command")
     });
-    let publish = Command::new("mosquitto_pub")
+    let publish = mosquitto_client(&d, "mosquitto_pub")
         .args([
             "-q",
             "1",
@@ -520,7 +518,6 @@ fn seed_walkthrough_with_protocol_v3() {
         ])
         .args(v3)
         .args(remote_tls(remote.port()))
-        .current_dir(d.dir.path())
         .output()
         .unwrap();
     assert!(publish.status.success(), "{publish:?}");
@@ -533,7 +530,7 @@ fn seed_walkthrough_with_protocol_v3() {
     );
 
     // Telemetry and, through the ShareTest group, alerts.
-    let telemetry = Command::new("mosquitto_sub")
+    let telemetry = mosquitto_client(&d, "mosquitto_sub")
         .args([
             "-q",
             "1",
@@ -545,9 +542,6 @@ fn seed_walkthrough_with_protocol_v3() {
         .args(["-C", "30", "-W", "30", "-v"])
         .args(v3)
         .args(remote_tls(remote.port()))
-        .current_dir(d.dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     wait_until("telemetry subscriber", Duration::from_secs(10), || {
