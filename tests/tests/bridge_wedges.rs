@@ -483,6 +483,12 @@ async fn collision_then_connection_loss_does_not_wedge_the_remote_session() {
         &bridge.handle.metrics(),
         "e4k_bridge_messages_retried_total",
     );
+    // Only the withheld message had been written and not acknowledged: the ones rumqttc
+    // held back (the collided one, the queued ones) were published for the first time.
+    assert!(
+        (retried - 1.0).abs() < f64::EPSILON,
+        "{retried} forwards counted as retried; only the withheld one was"
+    );
     eprintln!(
         "collision then cut: the first connection wrote packet ids {:?}, withheld {:?}, then \
          nothing for {} ms with {held} messages held; after the cut all {N} arrived within {} \

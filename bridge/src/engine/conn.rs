@@ -344,6 +344,9 @@ impl Settle {
 pub(crate) struct Pending {
     message: Message,
     settle: Settle,
+    /// Written to a connection that was lost before the acknowledgement: publishing it again
+    /// is a retry (a forward rumqttc had not written yet is merely published late).
+    written: bool,
 }
 
 #[derive(Debug, Default)]
@@ -1020,7 +1023,11 @@ impl PollCtx {
                     continue;
                 }
             };
-            let pending = Pending { message, settle };
+            let pending = Pending {
+                message,
+                settle,
+                written: false,
+            };
             if publish.qos == QoS::AtMostOnce && self.forward_tx.capacity() <= self.reserve {
                 pending.settle.finish(Err(DropReason::Busy));
                 continue;
@@ -1130,7 +1137,14 @@ impl PollCtx {
             // rumqtt#1056/#1014: a publish stashed on a packet-id collision is never
             // cleared and wedges the client; it is in our resend list anyway.
             eventloop.on_lost();
-            let mut all: VecDeque<Pending> = outbox.inflight.drain(..).map(|(_, p)| p).collect();
+            let mut all: VecDeque<Pending> = outbox
+                .inflight
+                .drain(..)
+                .map(|(_, mut pending)| {
+                    pending.written = true;
+                    pending
+                })
+                .collect();
             all.append(&mut outbox.queued);
             all.append(&mut outbox.resend);
             let (qos0, rest): (Vec<Pending>, Vec<Pending>) = all
@@ -1198,7 +1212,9 @@ pub(crate) async fn run_publisher(
                 while let Some(pending) = outbox.resend.pop_front() {
                     match attempt(&conn.client, pending, &outbox.limits) {
                         Attempt::Sent(pending) => {
-                            pending.settle.metrics.retried.inc();
+                            if pending.written {
+                                pending.settle.metrics.retried.inc();
+                            }
                             outbox.sent(pending);
                         }
                         Attempt::Full(pending) => {

@@ -17,7 +17,8 @@
 //! `received` counts each message once per route that matched it; `forwarded` counts it once
 //! the destination acknowledged it (PUBACK, or PUBREC for QoS 2; when it was written for
 //! QoS 0); `dropped` names a [`DropReason`]; `duplicate` counts arrivals with the DUP flag;
-//! `retried` counts re-publications after a destination reconnect; `connection_published`
+//! `retried` counts re-publications, after a destination reconnect, of forwards that had been
+//! written to the lost connection without an acknowledgement; `connection_published`
 //! counts the messages the bridge published on a session and the broker acknowledged (QoS 0:
 //! written), whichever routes they came from, so its rate shows how close a remote session is
 //! to Event Grid's per-session quota (1,000 msg/s): one near it calls for more
