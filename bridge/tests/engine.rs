@@ -672,3 +672,47 @@ async fn share_members_with_their_own_remote_sessions_spread_the_route() {
     assert!((total - N as f64).abs() < f64::EPSILON, "{text}");
     bridge.stop().await;
 }
+
+/// The remote broker moves to a server certificate from another CA: the bridge refuses it
+/// (unknown issuer) until the trusted CA file is replaced, and then connects with the new CA
+/// at its next attempt, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_trusted_ca_is_used_at_the_next_connection() {
+    let mut env = Env::new("");
+    let ca = env.dir.path().join("bridge-ca.pem");
+    std::fs::copy(&env.pki.root_file, &ca).unwrap();
+    let configs = common::resolve(
+        &common::yaml(1, BOTH_WAYS),
+        &env.secrets(),
+        env.remote.port(),
+        env.local.port(),
+        &ca,
+    );
+    let bridge = start_bridge(&configs, run_options());
+    bridge.ready().await;
+
+    // The remote comes back with a server certificate from another CA (it still verifies
+    // the bridge's client certificate against the old root).
+    let other = common::Pki::new(&env.dir.path().join("pki-b"), "rotated");
+    let other_root = std::fs::read(&other.root_file).unwrap();
+    std::fs::copy(&env.pki.root_file, &other.root_file).unwrap();
+    let port = env.remote.port();
+    e4k_tests::faults::terminate(&mut env.remote).unwrap();
+    env.remote = Mosquitto::start_on(port, &common::remote_config(&other, "")).unwrap();
+    bridge
+        .wait_for(|r| {
+            r.connections.iter().any(|c| {
+                c.broker == "remote"
+                    && c.last_error
+                        .as_deref()
+                        .is_some_and(|e| e.contains("unknown issuer"))
+            })
+        })
+        .await
+        .unwrap_or_else(|r| panic!("the new server certificate was not refused:\n{r:#?}"));
+
+    // The operator rotates the trusted CA: the next attempt uses it.
+    std::fs::write(&ca, other_root).unwrap();
+    bridge.ready().await;
+    bridge.stop().await;
+}

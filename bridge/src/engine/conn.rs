@@ -540,6 +540,8 @@ pub(crate) struct Setup {
     pub(crate) websocket: bool,
     /// The TLS configuration, once built.
     config: Option<Arc<rustls::ClientConfig>>,
+    /// The trusted CA's files when `config` was built ([`tls::trust_stamp`]).
+    trust_stamp: Vec<(PathBuf, u64, Option<std::time::SystemTime>)>,
     /// Whether the missing token was reported already.
     token_warned: bool,
     /// A hint for the next failure's message (e.g. the client certificate has expired).
@@ -559,6 +561,7 @@ impl Setup {
             credentials,
             websocket,
             config: None,
+            trust_stamp: Vec::new(),
             token_warned: false,
             hint: None,
         }
@@ -569,7 +572,11 @@ impl Setup {
     fn prepare(&mut self, eventloop: &mut EventLoop) -> Result<(), String> {
         self.hint = None;
         if let Some(tls) = &self.tls {
-            if self.config.is_none() {
+            let stamp = tls::trust_stamp(tls);
+            if self.config.is_none() || stamp != self.trust_stamp {
+                if self.config.is_some() {
+                    info!("the trusted CA changed; the next connection is verified against it");
+                }
                 let roots = tls::load_roots(tls)
                     .map_err(|reason| format!("cannot load the trusted CA: {reason}"))?;
                 let config = tls::client_config(roots, self.identity.clone())
@@ -581,6 +588,7 @@ impl Setup {
                     Transport::Tls(tls)
                 });
                 self.config = Some(config);
+                self.trust_stamp = stamp;
             }
             if let Some(identity) = &self.identity {
                 let info = identity

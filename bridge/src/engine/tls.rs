@@ -1,6 +1,7 @@
 //! TLS for broker connections: a rustls [`ClientConfig`] whose client certificate is re-read
 //! from the secret files when they change, so that a rotated certificate is used at the next
-//! connection without a restart.
+//! connection without a restart. The trusted CA is re-read too when its files change
+//! ([`trust_stamp`]): the next connection is verified against the new one.
 //!
 //! The server is always verified (chain to the trusted roots and host name); only TLS 1.2 and
 //! 1.3 are offered; the crypto provider is `aws-lc-rs`, as in the rest of the workspace.
@@ -24,6 +25,32 @@ use crate::config::{Tls, TrustRoots};
 /// The crypto provider of every bridge TLS connection.
 pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// What the trusted CA's files look like now: each file's path, length and modification time
+/// (a mounted config map swaps its files, which changes them); empty for the public roots.
+/// A connection compares it before each attempt and reloads the CA when it changed.
+pub(crate) fn trust_stamp(tls: &Tls) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let paths = match &tls.trust {
+        TrustRoots::Public => Vec::new(),
+        TrustRoots::File { path } => vec![path.clone()],
+        TrustRoots::ConfigMap { dir, .. } => {
+            let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                .unwrap_or_default();
+            paths.sort();
+            paths
+        }
+    };
+    paths
+        .into_iter()
+        .map(|path| {
+            let meta = std::fs::metadata(&path).ok();
+            let len = meta.as_ref().map_or(0, std::fs::Metadata::len);
+            let modified = meta.and_then(|m| m.modified().ok());
+            (path, len, modified)
+        })
+        .collect()
 }
 
 /// Reads the trusted CA certificates of a connection.
