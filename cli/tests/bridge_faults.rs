@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e4k_tests::Mosquitto;
+use e4k_tests::bridge::ConnectorYaml;
 use e4k_tests::faults::{self, BRIDGE_SECRET, FaultPki};
 
 /// The bridge's in-flight window (`--receive-maximum`).
@@ -58,40 +59,15 @@ fn config_yaml(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("bridge.yaml");
     std::fs::write(
         &path,
-        format!(
-            "apiVersion: az-edge.com/v1alpha4
-kind: MqttBridgeConnector
-metadata:
-  name: faults
-spec:
-  protocol: v5
-  bridgeInstances: 1
-  clientIdPrefix: e4k
-  remoteBrokerConnection:
-    endpoint: placeholder:8883
-    tls:
-      tlsEnabled: true
-    authentication:
-      x509:
-        clientK8sSecret: {BRIDGE_SECRET}
-  localBrokerConnection:
-    endpoint: placeholder:1883
-    authentication:
-      basic:
-        anonymous: true
----
-apiVersion: az-edge.com/v1alpha4
-kind: MqttBridgeTopicMap
-metadata:
-  name: faults-map
-spec:
-  mqttBridgeConnectorRef: faults
-  routes:
-    - direction: local-to-remote
-      name: out
-      source: e2e/#
-"
-        ),
+        ConnectorYaml {
+            prefix: "e4k",
+            remote_secret: Some(BRIDGE_SECRET),
+            ..ConnectorYaml::new(
+                "faults",
+                "    - direction: local-to-remote\n      name: out\n      source: e2e/#\n",
+            )
+        }
+        .render(),
     )
     .unwrap();
     path

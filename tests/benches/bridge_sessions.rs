@@ -40,7 +40,7 @@ use e4k_bridge::config::{ConfigOptions, RawConfig, resolve};
 use e4k_bridge::engine::RunOptions;
 use e4k_emulator::{Emulator, EmulatorConfig, MqttConfig, PublishLimit};
 use e4k_tests::Mosquitto;
-use e4k_tests::bridge::Running;
+use e4k_tests::bridge::{ConnectorYaml, Running};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -173,52 +173,28 @@ enum Sharding {
 }
 
 fn bridge_yaml(sharding: Sharding) -> String {
-    let (instances, annotations, prefix, shared) = match sharding {
-        Sharding::Instances(n) => (n, String::new(), format!("bench{n}"), String::new()),
-        Sharding::Members(n) => (
-            1,
-            "  annotations:\n    e4k.dev/shared-subscription-sessions: both\n".to_owned(),
-            format!("bench-share{n}"),
-            format!(
-                "      sharedSubscription:\n        groupName: bench\n        \
-                 groupMinimumShareNumber: {n}\n"
-            ),
-        ),
-    };
-    format!(
-        "apiVersion: az-edge.com/v1alpha4
-kind: MqttBridgeConnector
-metadata:
-  name: bench
-{annotations}spec:
-  protocol: v5
-  bridgeInstances: {instances}
-  clientIdPrefix: {prefix}
-  remoteBrokerConnection:
-    endpoint: placeholder:8883
-    tls:
-      tlsEnabled: true
-    authentication:
-      x509:
-        clientK8sSecret: bridge-client-cert
-  localBrokerConnection:
-    endpoint: placeholder:1883
-    authentication:
-      basic:
-        anonymous: true
----
-apiVersion: az-edge.com/v1alpha4
-kind: MqttBridgeTopicMap
-metadata:
-  name: bench
-spec:
-  mqttBridgeConnectorRef: bench
-  routes:
-    - direction: local-to-remote
+    const ROUTE: &str = "    - direction: local-to-remote
       name: telemetry
       source: factory/telemetry/#
-{shared}"
-    )
+";
+    match sharding {
+        Sharding::Instances(n) => ConnectorYaml {
+            prefix: &format!("bench{n}"),
+            instances: n,
+            ..ConnectorYaml::new("bench", ROUTE)
+        }
+        .render(),
+        Sharding::Members(n) => ConnectorYaml {
+            prefix: &format!("bench-share{n}"),
+            annotations: &[("e4k.dev/shared-subscription-sessions", "both")],
+            routes: &format!(
+                "{ROUTE}      sharedSubscription:\n        groupName: bench\n        \
+                 groupMinimumShareNumber: {n}\n"
+            ),
+            ..ConnectorYaml::new("bench", ROUTE)
+        }
+        .render(),
+    }
 }
 
 fn main() {

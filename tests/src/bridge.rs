@@ -118,6 +118,95 @@ impl Running {
     }
 }
 
+/// The YAML of a test bridge: an `MqttBridgeConnector` (endpoints are placeholders that the
+/// tests override) and an `MqttBridgeTopicMap` `{name}-map` with `routes`.
+#[derive(Debug, Clone)]
+pub struct ConnectorYaml<'a> {
+    /// The connector's `metadata.name`.
+    pub name: &'a str,
+    /// `clientIdPrefix`.
+    pub prefix: &'a str,
+    /// `bridgeInstances`.
+    pub instances: u32,
+    /// The remote's client-certificate secret (TLS with X.509); `None` makes the remote plain
+    /// TCP and anonymous.
+    pub remote_secret: Option<&'a str>,
+    /// `metadata.annotations` of the connector.
+    pub annotations: &'a [(&'a str, &'a str)],
+    /// The `routes:` items, indented by 4.
+    pub routes: &'a str,
+}
+
+impl<'a> ConnectorYaml<'a> {
+    /// One instance, client IDs prefixed `name`, the remote over TLS with the secret
+    /// `bridge-client-cert`, no annotations.
+    pub fn new(name: &'a str, routes: &'a str) -> Self {
+        ConnectorYaml {
+            name,
+            prefix: name,
+            instances: 1,
+            remote_secret: Some("bridge-client-cert"),
+            annotations: &[],
+            routes,
+        }
+    }
+
+    /// The two documents.
+    pub fn render(&self) -> String {
+        let ConnectorYaml {
+            name,
+            prefix,
+            instances,
+            remote_secret,
+            annotations,
+            routes,
+        } = self;
+        let annotations: String = if annotations.is_empty() {
+            String::new()
+        } else {
+            let lines: String = annotations
+                .iter()
+                .map(|(key, value)| format!("    {key}: {value}\n"))
+                .collect();
+            format!("  annotations:\n{lines}")
+        };
+        let remote = match remote_secret {
+            Some(secret) => format!(
+                "    endpoint: placeholder:8883\n    tls:\n      tlsEnabled: true\n    \
+                 authentication:\n      x509:\n        clientK8sSecret: {secret}\n"
+            ),
+            None => "    endpoint: placeholder:1883\n    tls:\n      tlsEnabled: false\n    \
+                     authentication:\n      basic:\n        anonymous: true\n"
+                .to_owned(),
+        };
+        format!(
+            "apiVersion: az-edge.com/v1alpha4
+kind: MqttBridgeConnector
+metadata:
+  name: {name}
+{annotations}spec:
+  protocol: v5
+  bridgeInstances: {instances}
+  clientIdPrefix: {prefix}
+  remoteBrokerConnection:
+{remote}  localBrokerConnection:
+    endpoint: placeholder:1883
+    authentication:
+      basic:
+        anonymous: true
+---
+apiVersion: az-edge.com/v1alpha4
+kind: MqttBridgeTopicMap
+metadata:
+  name: {name}-map
+spec:
+  mqttBridgeConnectorRef: {name}
+  routes:
+{routes}"
+        )
+    }
+}
+
 /// Run options for tests: reconnects after 50–400 ms instead of 1 s–2 min, a 5 s drain, a
 /// 3 s connect timeout.
 pub fn fast_run_options() -> RunOptions {

@@ -29,7 +29,7 @@ use e4k_bridge::RunOptions;
 use e4k_bridge::config::{self, BridgeConfig, ConfigOptions, RawConfig};
 use e4k_bridge::engine::Readiness;
 use e4k_tests::Mosquitto;
-use e4k_tests::bridge::{Running, metric};
+use e4k_tests::bridge::{ConnectorYaml, Running, metric};
 use e4k_tests::faults::{self, BRIDGE_SECRET, FaultPki};
 use e4k_tests::proxy::{Mode, TcpProxy};
 use rumqttc::v5::mqttbytes::QoS;
@@ -86,37 +86,11 @@ impl Env {
 
     /// The bridge's configuration with `routes`, the remote reached at `remote_port`.
     fn config(&self, prefix: &str, routes: &str, remote_port: u16) -> Vec<BridgeConfig> {
-        let yaml = format!(
-            "apiVersion: az-edge.com/v1alpha4
-kind: MqttBridgeConnector
-metadata:
-  name: {prefix}
-spec:
-  protocol: v5
-  bridgeInstances: 1
-  clientIdPrefix: {prefix}
-  remoteBrokerConnection:
-    endpoint: placeholder:8883
-    tls:
-      tlsEnabled: true
-    authentication:
-      x509:
-        clientK8sSecret: {BRIDGE_SECRET}
-  localBrokerConnection:
-    endpoint: placeholder:1883
-    authentication:
-      basic:
-        anonymous: true
----
-apiVersion: az-edge.com/v1alpha4
-kind: MqttBridgeTopicMap
-metadata:
-  name: {prefix}-map
-spec:
-  mqttBridgeConnectorRef: {prefix}
-  routes:
-{routes}"
-        );
+        let yaml = ConnectorYaml {
+            remote_secret: Some(BRIDGE_SECRET),
+            ..ConnectorYaml::new(prefix, routes)
+        }
+        .render();
         let raw = RawConfig::parse_str(&yaml).unwrap();
         let mut options = ConfigOptions::default();
         options.secrets_dir = self.pki.secrets();

@@ -47,7 +47,7 @@ use e4k_bridge::config::{self, BridgeConfig, ConfigOptions, RawConfig};
 use e4k_bridge::engine::Readiness;
 use e4k_bridge::{BridgeHandle, RunOptions};
 use e4k_tests::Mosquitto;
-use e4k_tests::bridge::{Running, metric};
+use e4k_tests::bridge::{ConnectorYaml, Running, metric};
 use e4k_tests::faults;
 use e4k_tests::scripted::{Behaviour, ConnScript, ConnectionStats, Script, ScriptedBroker};
 use rumqttc::v5::mqttbytes::QoS;
@@ -69,40 +69,17 @@ const WAIT: Duration = Duration::from_secs(15);
 /// The connector: a plain, anonymous remote (the scripted broker) and the local mosquitto,
 /// one local-to-remote route.
 fn config(local_port: u16, remote_port: u16) -> Vec<BridgeConfig> {
-    let yaml = format!(
-        "apiVersion: az-edge.com/v1alpha4
-kind: MqttBridgeConnector
-metadata:
-  name: wedge
-spec:
-  protocol: v5
-  bridgeInstances: 1
-  clientIdPrefix: wedge
-  remoteBrokerConnection:
-    endpoint: placeholder:1883
-    tls:
-      tlsEnabled: false
-    authentication:
-      basic:
-        anonymous: true
-  localBrokerConnection:
-    endpoint: placeholder:1883
-    authentication:
-      basic:
-        anonymous: true
----
-apiVersion: az-edge.com/v1alpha4
-kind: MqttBridgeTopicMap
-metadata:
-  name: wedge-map
-spec:
-  mqttBridgeConnectorRef: wedge
-  routes:
-    - direction: local-to-remote
+    let routes = format!(
+        "    - direction: local-to-remote
       name: out
       source: {TOPIC}
 "
     );
+    let yaml = ConnectorYaml {
+        remote_secret: None,
+        ..ConnectorYaml::new("wedge", &routes)
+    }
+    .render();
     let raw = RawConfig::parse_str(&yaml).unwrap();
     let mut options = ConfigOptions::default();
     options.remote_endpoint = Some(format!("127.0.0.1:{remote_port}"));

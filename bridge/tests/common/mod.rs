@@ -184,37 +184,12 @@ pub fn local_broker() -> Mosquitto {
 
 /// A connector and topic map: `routes` is the YAML of `spec.routes` items (indented by 4).
 pub fn yaml(instances: u32, routes: &str) -> String {
-    format!(
-        "apiVersion: az-edge.com/v1alpha4
-kind: MqttBridgeConnector
-metadata:
-  name: test-bridge
-spec:
-  protocol: v5
-  bridgeInstances: {instances}
-  clientIdPrefix: e4k
-  remoteBrokerConnection:
-    endpoint: placeholder:8883
-    tls:
-      tlsEnabled: true
-    authentication:
-      x509:
-        clientK8sSecret: bridge-client-cert
-  localBrokerConnection:
-    endpoint: placeholder:1883
-    authentication:
-      basic:
-        anonymous: true
----
-apiVersion: az-edge.com/v1alpha4
-kind: MqttBridgeTopicMap
-metadata:
-  name: test-map
-spec:
-  mqttBridgeConnectorRef: test-bridge
-  routes:
-{routes}"
-    )
+    e4k_tests::bridge::ConnectorYaml {
+        prefix: "e4k",
+        instances,
+        ..e4k_tests::bridge::ConnectorYaml::new("test-bridge", routes)
+    }
+    .render()
 }
 
 /// Resolves `yaml` against the two brokers' ports.
