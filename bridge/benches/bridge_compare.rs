@@ -187,30 +187,8 @@ impl Setup {
     /// Publishes `n` QoS 1 messages of `size` bytes through `system`; the time until the
     /// remote subscriber has them all, and how many it got.
     async fn throughput(&mut self, system: System, n: usize, size: usize) -> (Duration, usize) {
-        let payload = bytes::Bytes::from(vec![b'x'; size]);
         let publisher = self.publisher(system).client.clone();
-        let subscriber = &mut self.subscriber;
-        let started = Instant::now();
-        let publish = async {
-            for _ in 0..n {
-                publisher
-                    .publish_bytes(TOPIC, QoS::AtLeastOnce, false, payload.clone())
-                    .await
-                    .unwrap();
-            }
-        };
-        let receive = async {
-            let mut received = 0;
-            while received < n {
-                match subscriber.try_recv(Duration::from_secs(20)).await {
-                    Some(_) => received += 1,
-                    None => break,
-                }
-            }
-            received
-        };
-        let ((), received) = tokio::join!(publish, receive);
-        (started.elapsed(), received)
+        common::pump(&publisher, &mut self.subscriber, TOPIC, n, size).await
     }
 
     /// Publishes at `rate` msg/s for `secs` seconds, each message carrying its send time;

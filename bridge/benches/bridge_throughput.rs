@@ -19,7 +19,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Env, TestClient, run_options, start_bridge};
 use rumqttc::v5::mqttbytes::QoS;
@@ -55,29 +55,7 @@ struct Row {
 
 /// Publishes `n` messages with `publisher` and waits until `subscriber` received them all.
 async fn pump(publisher: &TestClient, subscriber: &mut TestClient, n: usize) -> (Duration, usize) {
-    let payload = bytes::Bytes::from(vec![b'x'; PAYLOAD]);
-    let started = Instant::now();
-    let publish = async {
-        for _ in 0..n {
-            publisher
-                .client
-                .publish_bytes("e2e/out/bench", QoS::AtLeastOnce, false, payload.clone())
-                .await
-                .unwrap();
-        }
-    };
-    let receive = async {
-        let mut received = 0;
-        while received < n {
-            match subscriber.try_recv(Duration::from_secs(20)).await {
-                Some(_) => received += 1,
-                None => break,
-            }
-        }
-        received
-    };
-    let ((), received) = tokio::join!(publish, receive);
-    (started.elapsed(), received)
+    common::pump(&publisher.client, subscriber, "e2e/out/bench", n, PAYLOAD).await
 }
 
 async fn through_bridge(n: usize, routes: &'static str, scenario: &'static str) -> Row {

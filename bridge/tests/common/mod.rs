@@ -192,6 +192,40 @@ pub fn yaml(instances: u32, routes: &str) -> String {
     .render()
 }
 
+/// Publishes `n` QoS 1 messages of `size` bytes on `topic` with `publisher` as fast as it
+/// takes them, and waits until `subscriber` received as many (20 s without one ends the
+/// wait); the time that took, and how many arrived. For the throughput benchmarks.
+pub async fn pump(
+    publisher: &AsyncClient,
+    subscriber: &mut TestClient,
+    topic: &str,
+    n: usize,
+    size: usize,
+) -> (Duration, usize) {
+    let payload = Bytes::from(vec![b'x'; size]);
+    let started = std::time::Instant::now();
+    let publish = async {
+        for _ in 0..n {
+            publisher
+                .publish_bytes(topic, QoS::AtLeastOnce, false, payload.clone())
+                .await
+                .unwrap();
+        }
+    };
+    let receive = async {
+        let mut received = 0;
+        while received < n {
+            match subscriber.try_recv(Duration::from_secs(20)).await {
+                Some(_) => received += 1,
+                None => break,
+            }
+        }
+        received
+    };
+    let ((), received) = tokio::join!(publish, receive);
+    (started.elapsed(), received)
+}
+
 /// Resolves `yaml` against the two brokers' ports.
 pub fn resolve(
     yaml: &str,
