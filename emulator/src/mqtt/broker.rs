@@ -26,6 +26,13 @@ pub(crate) const MAX_PACKET_SIZE: usize = 512 * 1024;
 const MAX_KEEPALIVE_SECS: u32 = 1160;
 /// Event Grid queues at most 100 messages for an offline session.
 const MAX_QUEUED_MESSAGES: u32 = 100;
+/// QoS 1 messages in flight to one connected session, and from it (Event Grid's inbound
+/// in-flight limit, "1,000 messages"). mosquitto's default is 20, and its
+/// `max_queued_messages` counts every message past the in-flight window, for connected
+/// sessions too: with 20, a connected subscriber that fell 120 messages behind lost QoS 1
+/// messages, which Event Grid does not do. mosquitto fills in-flight slots only for a
+/// connected session, so an offline one still keeps just [`MAX_QUEUED_MESSAGES`].
+const MAX_INFLIGHT_MESSAGES: u32 = 1000;
 
 /// Where mosquitto is usually installed: on `PATH`, or in `/usr/sbin` (Debian), which is not on
 /// a normal user's `PATH`.
@@ -81,6 +88,7 @@ impl Broker {
              max_packet_size {MAX_PACKET_SIZE}\n\
              max_keepalive {MAX_KEEPALIVE_SECS}\n\
              max_queued_messages {MAX_QUEUED_MESSAGES}\n\
+             max_inflight_messages {MAX_INFLIGHT_MESSAGES}\n\
              listener {port} 127.0.0.1\n\
              max_qos 1\n",
             log = log.display(),
