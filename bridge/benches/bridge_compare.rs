@@ -156,7 +156,7 @@ impl Setup {
         };
         // Warm up every path (TLS sessions, the mosquitto bridge's connection).
         for system in setup.systems() {
-            let (_, received) = setup.throughput(system, 200, 256).await;
+            let (_, received, _) = setup.throughput(system, 200, 256).await;
             assert_eq!(received, 200, "warm-up through {} failed", system.name());
         }
         setup
@@ -184,11 +184,43 @@ impl Setup {
         }
     }
 
+    /// The processes a message crosses on `system`, by [`ROLES`]: the benchmark's own
+    /// process (its clients, and the in-process engine for [`System::E4k`]), the local broker,
+    /// `e4k bridge run`, the remote broker.
+    fn processes(&self, system: System) -> [Option<u32>; 4] {
+        let own = Some(std::process::id());
+        let remote = Some(self.env.remote.pid());
+        match system {
+            System::Direct => [own, None, None, remote],
+            System::E4k => [own, Some(self.env.local.pid()), None, remote],
+            System::E4kProcess => match &self.process {
+                Some((local, child, _)) => [own, Some(local.pid()), Some(child.0.id()), remote],
+                None => [own, None, None, remote],
+            },
+            System::Mosquitto => [own, Some(self.mosquitto_bridge.pid()), None, remote],
+        }
+    }
+
     /// Publishes `n` QoS 1 messages of `size` bytes through `system`; the time until the
-    /// remote subscriber has them all, and how many it got.
-    async fn throughput(&mut self, system: System, n: usize, size: usize) -> (Duration, usize) {
+    /// remote subscriber has them all, how many it got, and the CPU time (ns) each process of
+    /// [`processes`](Self::processes) spent meanwhile.
+    async fn throughput(
+        &mut self,
+        system: System,
+        n: usize,
+        size: usize,
+    ) -> (Duration, usize, [u64; 4]) {
+        let processes = self.processes(system);
+        let before = processes.map(|pid| pid.map_or(0, cpu_ns));
         let publisher = self.publisher(system).client.clone();
-        common::pump(&publisher, &mut self.subscriber, TOPIC, n, size).await
+        let (elapsed, received) =
+            common::pump(&publisher, &mut self.subscriber, TOPIC, n, size).await;
+        let after = processes.map(|pid| pid.map_or(0, cpu_ns));
+        let mut spent = [0; 4];
+        for (i, cpu) in spent.iter_mut().enumerate() {
+            *cpu = after[i].saturating_sub(before[i]);
+        }
+        (elapsed, received, spent)
     }
 
     /// Publishes at `rate` msg/s for `secs` seconds, each message carrying its send time;
@@ -229,6 +261,27 @@ impl Setup {
         latencies.sort_by(f64::total_cmp);
         latencies
     }
+}
+
+/// The columns of the CPU table: who spends CPU time on a message.
+const ROLES: [&str; 4] = [
+    "benchmark process (clients)",
+    "local broker",
+    "`e4k bridge run`",
+    "remote broker",
+];
+
+/// CPU time a process has used so far, in ns: its threads' run time from
+/// `/proc/PID/task/*/schedstat` (ns resolution, unlike the clock ticks of `/proc/PID/stat`).
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -280,7 +333,11 @@ async fn bridge_process(binary: &Path, env: &Env) -> (Mosquitto, KillOnDrop, Tes
     // Client IDs of its own on the shared remote broker.
     let yaml = common::yaml(1, ROUTE).replace("clientIdPrefix: e4k", "clientIdPrefix: e4k-process");
     std::fs::write(&config, yaml).unwrap();
-    let child = Command::new(binary)
+    let mut command = Command::new(binary);
+    if let Ok(workers) = std::env::var("E4K_BENCH_PROCESS_WORKERS") {
+        command.env("TOKIO_WORKER_THREADS", workers);
+    }
+    let child = command
         .args(["bridge", "run", "--config"])
         .arg(&config)
         .arg("--remote-endpoint")
@@ -475,8 +532,8 @@ fn main() {
         for round in 0..repeat {
             for size in [256, 4096] {
                 for &system in &systems {
-                    let (elapsed, received) = setup.throughput(system, n, size).await;
-                    throughput.push((round, size, system, elapsed, received));
+                    let (elapsed, received, cpu) = setup.throughput(system, n, size).await;
+                    throughput.push((round, size, system, elapsed, received, cpu));
                 }
             }
         }
@@ -512,8 +569,8 @@ fn main() {
     let rates = |size: usize, system: System| -> Vec<f64> {
         throughput
             .iter()
-            .filter(|(_, s, sys, _, _)| *s == size && *sys == system)
-            .map(|(_, _, _, elapsed, received)| *received as f64 / elapsed.as_secs_f64())
+            .filter(|(_, s, sys, ..)| *s == size && *sys == system)
+            .map(|(_, _, _, elapsed, received, _)| *received as f64 / elapsed.as_secs_f64())
             .collect()
     };
     let median = |mut v: Vec<f64>| {
@@ -525,8 +582,8 @@ fn main() {
         for &system in &systems {
             let received: usize = throughput
                 .iter()
-                .filter(|(_, s, sys, _, _)| *s == size && *sys == system)
-                .map(|(_, _, _, _, received)| received)
+                .filter(|(_, s, sys, ..)| *s == size && *sys == system)
+                .map(|(_, _, _, _, received, _)| received)
                 .sum();
             let per_s = rate_of(size, system);
             let rounds: Vec<String> = rates(size, system)
@@ -569,6 +626,97 @@ fn main() {
                 "| {size} B | {:.2}× | {:.2}× |",
                 process / rate_of(size, System::Mosquitto),
                 process / rate_of(size, System::Direct)
+            );
+        }
+    }
+
+    println!(
+        "\n### CPU time per forwarded message, by process (median of the rounds)\n\n\
+         On a machine whose cores are all busy, throughput is the cores divided by the CPU time \
+         all processes spend on one message: the last column.\n"
+    );
+    println!(
+        "| payload | system | {} | all processes | cores ÷ all |",
+        ROLES.join(" | ")
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as f64;
+    for size in [256, 4096] {
+        for &system in &systems {
+            let cells: Vec<&[u64; 4]> = throughput
+                .iter()
+                .filter(|(_, s, sys, ..)| *s == size && *sys == system)
+                .map(|(.., cpu)| cpu)
+                .collect();
+            let per_message = |role: Option<usize>| -> f64 {
+                median(
+                    cells
+                        .iter()
+                        .map(|cpu| {
+                            let ns: u64 = match role {
+                                Some(i) => cpu[i],
+                                None => cpu.iter().sum(),
+                            };
+                            ns as f64 / 1000.0 / n as f64
+                        })
+                        .collect(),
+                )
+            };
+            let columns: Vec<String> = (0..ROLES.len())
+                .map(|i| {
+                    let used = cells.iter().any(|cpu| cpu[i] > 0);
+                    if used {
+                        format!("{:.1} µs", per_message(Some(i)))
+                    } else {
+                        "—".to_owned()
+                    }
+                })
+                .collect();
+            let all = per_message(None);
+            println!(
+                "| {size} B | {} | {} | {all:.1} µs | {:.0} msg/s |",
+                system.name(),
+                columns.join(" | "),
+                cores * 1e6 / all
+            );
+        }
+    }
+    println!(
+        "\nThe in-process e4k engine counts in the benchmark process's column (its row's \
+         difference from the no-bridge row is the engine's share)."
+    );
+    if systems.contains(&System::E4kProcess) {
+        // What the e4k path's other processes cost: the ceiling of any bridge run as a process
+        // of its own between these two brokers, however little CPU it used itself.
+        println!(
+            "\n| payload | e4k path without the bridge's own CPU | cores ÷ that | × mosquitto \
+             bridge (cores ÷ all) | × no bridge (cores ÷ all) |"
+        );
+        println!("|---|---:|---:|---:|---:|");
+        for size in [256, 4096] {
+            let all = |system: System, skip: Option<usize>| -> f64 {
+                median(
+                    throughput
+                        .iter()
+                        .filter(|(_, s, sys, ..)| *s == size && *sys == system)
+                        .map(|(.., cpu)| {
+                            let ns: u64 = cpu
+                                .iter()
+                                .enumerate()
+                                .filter(|(i, _)| Some(*i) != skip)
+                                .map(|(_, ns)| ns)
+                                .sum();
+                            ns as f64 / 1000.0 / n as f64
+                        })
+                        .collect(),
+                )
+            };
+            let others = all(System::E4kProcess, Some(2));
+            println!(
+                "| {size} B | {others:.1} µs | {:.0} msg/s | {:.2}× | {:.2}× |",
+                cores * 1e6 / others,
+                all(System::Mosquitto, None) / others,
+                all(System::Direct, None) / others
             );
         }
     }

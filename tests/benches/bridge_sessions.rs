@@ -4,8 +4,9 @@
 //!
 //! The seed is set up through the emulator's ARM API with `e4k up`'s library call (certificates,
 //! namespace, clients, topic spaces, bindings); a local mosquitto takes QoS 1 telemetry of 256 B
-//! as fast as a publisher can send it; a subscriber on the emulator (the seed's `mosquitto`
-//! client) counts arrivals. Measured:
+//! and then of 4 KiB (where the 1 MB/s byte quota binds first) as fast as a publisher can send
+//! it; a subscriber on the emulator (the seed's `mosquitto` client) counts arrivals. Measured,
+//! for each payload:
 //!
 //! - one session publishing straight into the emulator (the quota itself);
 //! - mosquitto's own bridge (a `connection` block, MQTT 5, mTLS): one session;
@@ -17,10 +18,10 @@
 //!
 //! ```text
 //! cargo bench -p e4k-tests --bench bridge_sessions
-//! E4K_BENCH_MESSAGES=6000 cargo bench -p e4k-tests --bench bridge_sessions
+//! E4K_BENCH_MESSAGES=6000 E4K_BENCH_MESSAGES_4K=1500 cargo bench -p e4k-tests --bench bridge_sessions
 //! ```
 //!
-//! Prints a Markdown table.
+//! Prints a Markdown table per payload.
 
 #![allow(
     missing_docs,
@@ -30,7 +31,7 @@
     clippy::cast_precision_loss
 )]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -47,7 +48,6 @@ use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use rumqttc::{Outgoing, TlsConfiguration, Transport};
 
 const TOPIC: &str = "factory/telemetry/bench";
-const SIZE: usize = 256;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -114,11 +114,11 @@ async fn start(options: MqttOptions, received: Arc<AtomicUsize>) -> AsyncClient 
     client
 }
 
-/// Publishes `n` QoS 1 messages through `publisher` and waits until `received` grew by `n`;
-/// messages per second from the first publish to the last arrival.
-async fn measure(publisher: &AsyncClient, received: &AtomicUsize, n: usize) -> f64 {
+/// Publishes `n` QoS 1 messages of `size` bytes through `publisher` and waits until
+/// `received` grew by `n`; messages per second from the first publish to the last arrival.
+async fn measure(publisher: &AsyncClient, received: &AtomicUsize, n: usize, size: usize) -> f64 {
     let before = received.load(Ordering::Relaxed);
-    let payload = Bytes::from(vec![b'x'; SIZE]);
+    let payload = Bytes::from(vec![b'x'; size]);
     let started = Instant::now();
     for _ in 0..n {
         publisher
@@ -127,6 +127,7 @@ async fn measure(publisher: &AsyncClient, received: &AtomicUsize, n: usize) -> f
             .unwrap();
     }
     let deadline = started + Duration::from_secs(120);
+    eprintln!("published {n} messages of {size} B");
     while received.load(Ordering::Relaxed) < before + n {
         assert!(
             Instant::now() < deadline,
@@ -197,14 +198,118 @@ fn bridge_yaml(sharding: Sharding) -> String {
     }
 }
 
+/// One row of the table: the path, its sessions to the emulator, msg/s.
+type Row = (String, u32, f64);
+
+/// Measures every path with `n` messages of `size` bytes.
+async fn rows(cloud: &Cloud, dir: &Path, secrets: &Path, n: usize, size: usize) -> Vec<Row> {
+    let received = Arc::new(AtomicUsize::new(0));
+    let subscriber = cloud
+        .client(
+            &format!("bench-sub-{size}"),
+            "mosquitto",
+            Arc::clone(&received),
+        )
+        .await;
+    subscriber
+        .subscribe("factory/telemetry/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut rows = Vec::new();
+    let direct = cloud
+        .client("bench-direct", "mqttbridge", Arc::new(AtomicUsize::new(0)))
+        .await;
+    rows.push((
+        "one session straight into the emulator".to_owned(),
+        1,
+        measure(&direct, &received, n, size).await,
+    ));
+    direct.disconnect().await.unwrap();
+
+    // mosquitto's own bridge: one `connection` block is one session to the remote.
+    {
+        let bridged = Mosquitto::start(&mosquitto_bridge(cloud)).unwrap();
+        let mut publisher = MqttOptions::new("bench-pub-m", "127.0.0.1", bridged.port());
+        publisher.set_keep_alive(Duration::from_secs(30));
+        let publisher = start(publisher, Arc::new(AtomicUsize::new(0))).await;
+        // Wait for the bridge's session: a first message must arrive.
+        let before = received.load(Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while received.load(Ordering::Relaxed) == before {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto's bridge did not connect"
+            );
+            publisher
+                .publish(TOPIC, QoS::AtLeastOnce, false, b"warm-up".to_vec())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        rows.push((
+            "local → mosquitto's bridge (`connection` block)".to_owned(),
+            1,
+            measure(&publisher, &received, n, size).await,
+        ));
+        // Stopping the broker ends its bridge session (the quota allows 3).
+        publisher.disconnect().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(bridged);
+    }
+
+    let local = Mosquitto::start("allow_anonymous true\nmax_queued_messages 0\n").unwrap();
+    let mut publisher = MqttOptions::new("bench-pub", "127.0.0.1", local.port());
+    publisher.set_keep_alive(Duration::from_secs(30));
+    let publisher = start(publisher, Arc::new(AtomicUsize::new(0))).await;
+    let shardings = [
+        Sharding::Instances(1),
+        Sharding::Instances(2),
+        Sharding::Instances(3),
+        Sharding::Members(3),
+    ];
+    for (k, sharding) in shardings.into_iter().enumerate() {
+        let yaml = dir.join(format!("bridge-{size}-{k}.yaml"));
+        std::fs::write(&yaml, bridge_yaml(sharding)).unwrap();
+        let mut options = ConfigOptions::default();
+        options.secrets_dir = secrets.to_owned();
+        options.remote_endpoint = Some(format!("localhost:{}", cloud.port));
+        options.local_endpoint = Some(format!("127.0.0.1:{}", local.port()));
+        options.remote_ca_file = Some(cloud.ca.clone());
+        let resolved = resolve(&RawConfig::load(&yaml).unwrap(), &options).unwrap();
+        let bridge = Running::start(&resolved.bridges, RunOptions::default()).unwrap();
+        bridge.ready().await;
+        let rate = measure(&publisher, &received, n, size).await;
+        let (name, sessions) = match sharding {
+            Sharding::Instances(n) => (format!("local → e4k, bridgeInstances: {n}"), n),
+            Sharding::Members(n) => (
+                format!(
+                    "local → e4k, 1 instance, a shared subscription of {n} members with \
+                     remote sessions of their own"
+                ),
+                n,
+            ),
+        };
+        rows.push((name, sessions, rate));
+        bridge.stop().await;
+    }
+    publisher.disconnect().await.unwrap();
+    subscriber.disconnect().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    rows
+}
+
 fn main() {
     let n = env_usize("E4K_BENCH_MESSAGES", 6_000);
+    let n_4k = env_usize("E4K_BENCH_MESSAGES_4K", 1_500);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let limit = PublishLimit::EVENT_GRID;
-    let rows = runtime.block_on(async {
+    let tables = runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let emulator = Emulator::start(EmulatorConfig {
             lro_delay: Duration::from_millis(5),
@@ -231,117 +336,34 @@ fn main() {
             ca: emulator.mqtt_ca_pem_path().unwrap().to_owned(),
             certs,
         };
-        let received = Arc::new(AtomicUsize::new(0));
-        let subscriber = cloud
-            .client("bench-sub", "mosquitto", Arc::clone(&received))
-            .await;
-        subscriber
-            .subscribe("factory/telemetry/#", QoS::AtLeastOnce)
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-
-        let mut rows = Vec::new();
-        let direct = cloud
-            .client("bench-direct", "mqttbridge", Arc::new(AtomicUsize::new(0)))
-            .await;
-        rows.push((
-            "one session straight into the emulator".to_owned(),
-            1,
-            measure(&direct, &received, n).await,
-        ));
-        direct.disconnect().await.unwrap();
-
-        // mosquitto's own bridge: one `connection` block is one session to the remote.
-        {
-            let bridged = Mosquitto::start(&mosquitto_bridge(&cloud)).unwrap();
-            let mut publisher = MqttOptions::new("bench-pub-m", "127.0.0.1", bridged.port());
-            publisher.set_keep_alive(Duration::from_secs(30));
-            let publisher = start(publisher, Arc::new(AtomicUsize::new(0))).await;
-            // Wait for the bridge's session: a first message must arrive.
-            let before = received.load(Ordering::Relaxed);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while received.load(Ordering::Relaxed) == before {
-                assert!(
-                    Instant::now() < deadline,
-                    "mosquitto's bridge did not connect"
-                );
-                publisher
-                    .publish(TOPIC, QoS::AtLeastOnce, false, b"warm-up".to_vec())
-                    .await
-                    .unwrap();
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            rows.push((
-                "local → mosquitto's bridge (`connection` block)".to_owned(),
-                1,
-                measure(&publisher, &received, n).await,
-            ));
-            // Stopping the broker ends its bridge session (the quota allows 3).
-            publisher.disconnect().await.unwrap();
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            drop(bridged);
+        let mut tables = Vec::new();
+        for (n, size) in [(n, 256), (n_4k, 4096)] {
+            tables.push((n, size, rows(&cloud, dir.path(), &secrets, n, size).await));
         }
-
-        let local = Mosquitto::start("allow_anonymous true\nmax_queued_messages 0\n").unwrap();
-        let mut publisher = MqttOptions::new("bench-pub", "127.0.0.1", local.port());
-        publisher.set_keep_alive(Duration::from_secs(30));
-        let publisher = start(publisher, Arc::new(AtomicUsize::new(0))).await;
-        let shardings = [
-            Sharding::Instances(1),
-            Sharding::Instances(2),
-            Sharding::Instances(3),
-            Sharding::Members(3),
-        ];
-        for (k, sharding) in shardings.into_iter().enumerate() {
-            let yaml = dir.path().join(format!("bridge-{k}.yaml"));
-            std::fs::write(&yaml, bridge_yaml(sharding)).unwrap();
-            let mut options = ConfigOptions::default();
-            options.secrets_dir.clone_from(&secrets);
-            options.remote_endpoint = Some(format!("localhost:{}", cloud.port));
-            options.local_endpoint = Some(format!("127.0.0.1:{}", local.port()));
-            options.remote_ca_file = Some(cloud.ca.clone());
-            let resolved = resolve(&RawConfig::load(&yaml).unwrap(), &options).unwrap();
-            let bridge = Running::start(&resolved.bridges, RunOptions::default()).unwrap();
-            bridge.ready().await;
-            let rate = measure(&publisher, &received, n).await;
-            let (name, sessions) = match sharding {
-                Sharding::Instances(n) => (format!("local → e4k, bridgeInstances: {n}"), n),
-                Sharding::Members(n) => (
-                    format!(
-                        "local → e4k, 1 instance, a shared subscription of {n} members with \
-                         remote sessions of their own"
-                    ),
-                    n,
-                ),
-            };
-            rows.push((name, sessions, rate));
-            bridge.stop().await;
-        }
-        drop(local);
         emulator.shutdown().await.unwrap();
-        rows
+        tables
     });
-    println!(
-        "\n### Sessions toward Event Grid (emulator quota {} msg/s and {} B/s per session; {n} \
-         QoS 1 messages of {SIZE} B per row; {} CPUs)\n",
-        limit.messages_per_second,
-        limit.bytes_per_second,
-        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
-    );
-    println!(
-        "| path | sessions to the emulator | msg/s | × one session straight in | × mosquitto's \
-         bridge |"
-    );
-    println!("|---|---:|---:|---:|---:|");
-    let one = rows.first().map_or(1.0, |r| r.2);
-    let mosquitto = rows.get(1).map_or(1.0, |r| r.2);
-    for (name, sessions, rate) in &rows {
+    for (n, size, rows) in tables {
         println!(
-            "| {name} | {sessions} | {rate:.0} | {:.2}× | {:.2}× |",
-            rate / one,
-            rate / mosquitto
+            "\n### Sessions toward Event Grid, {size} B (emulator quota {} msg/s and {} B/s per \
+             session; {n} QoS 1 messages of {size} B per row; {} CPUs)\n",
+            limit.messages_per_second,
+            limit.bytes_per_second,
+            std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
         );
+        println!(
+            "| path | sessions to the emulator | msg/s | × one session straight in | × mosquitto's \
+             bridge |"
+        );
+        println!("|---|---:|---:|---:|---:|");
+        let one = rows.first().map_or(1.0, |r| r.2);
+        let mosquitto = rows.get(1).map_or(1.0, |r| r.2);
+        for (name, sessions, rate) in &rows {
+            println!(
+                "| {name} | {sessions} | {rate:.0} | {:.2}× | {:.2}× |",
+                rate / one,
+                rate / mosquitto
+            );
+        }
     }
 }

@@ -123,6 +123,12 @@ impl Mosquitto {
         self.port
     }
 
+    /// The broker's process ID (benchmarks read its CPU time from `/proc`).
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The broker's log so far.
     #[must_use]
     pub fn log(&self) -> String {
