@@ -126,6 +126,8 @@ pub struct ConnectorYaml<'a> {
     pub name: &'a str,
     /// `clientIdPrefix`.
     pub prefix: &'a str,
+    /// `protocol`: `v5` or `v3` (MQTT 3.1.1).
+    pub protocol: &'a str,
     /// `bridgeInstances`.
     pub instances: u32,
     /// The remote's client-certificate secret (TLS with X.509); `None` makes the remote plain
@@ -138,12 +140,13 @@ pub struct ConnectorYaml<'a> {
 }
 
 impl<'a> ConnectorYaml<'a> {
-    /// One instance, client IDs prefixed `name`, the remote over TLS with the secret
+    /// MQTT 5, one instance, client IDs prefixed `name`, the remote over TLS with the secret
     /// `bridge-client-cert`, no annotations.
     pub fn new(name: &'a str, routes: &'a str) -> Self {
         ConnectorYaml {
             name,
             prefix: name,
+            protocol: "v5",
             instances: 1,
             remote_secret: Some("bridge-client-cert"),
             annotations: &[],
@@ -156,6 +159,7 @@ impl<'a> ConnectorYaml<'a> {
         let ConnectorYaml {
             name,
             prefix,
+            protocol,
             instances,
             remote_secret,
             annotations,
@@ -185,7 +189,7 @@ kind: MqttBridgeConnector
 metadata:
   name: {name}
 {annotations}spec:
-  protocol: v5
+  protocol: {protocol}
   bridgeInstances: {instances}
   clientIdPrefix: {prefix}
   remoteBrokerConnection:

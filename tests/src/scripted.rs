@@ -1,9 +1,10 @@
-//! A scripted, misbehaving MQTT v5 broker for regression tests of client bugs that a real
-//! broker does not provoke (mosquitto acknowledges in order and on time).
+//! A scripted, misbehaving MQTT broker (MQTT 5 and 3.1.1) for regression tests of client bugs
+//! that a real broker does not provoke (mosquitto acknowledges in order and on time).
 //!
 //! [`ScriptedBroker`] listens on a free loopback port, plain TCP, and treats each connection
-//! as its [`Script`] says: it answers CONNECT with a CONNACK carrying the scripted Receive
-//! Maximum and session-present flag, then acknowledges QoS ≥ 1 publishes according to the
+//! as its [`Script`] says: it answers CONNECT with a CONNACK carrying the scripted
+//! session-present flag (and, to an MQTT 5 client, the scripted Receive Maximum; MQTT 3.1.1
+//! has none), then acknowledges QoS ≥ 1 publishes according to the
 //! connection's [`Behaviour`] — at once and in order, never for the connection's first
 //! publish (an out-of-order broker, the trigger of rumqttc's packet-id collision), or held
 //! and sent in bursts. PINGREQ, SUBSCRIBE, UNSUBSCRIBE and PUBREL are always answered. Every
@@ -12,8 +13,10 @@
 //! a connection at any time ([`ScriptedBroker::disconnect`]: the socket is closed without a
 //! DISCONNECT, as a broker crash or a network failure would).
 //!
-//! Packets are parsed and written with rumqttc's own codec, so the broker speaks exactly
-//! the dialect of the client under test.
+//! Each connection speaks the version of its CONNECT (protocol level 5 or 4). Packets are
+//! parsed and written with rumqttc's own codecs (`rumqttc::v5::mqttbytes` and, for 3.1.1,
+//! `rumqttc::mqttbytes::v4`), so the broker speaks exactly the dialect of the client under
+//! test.
 
 use std::{
     io,
@@ -22,6 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use rumqttc::mqttbytes::v4;
 use rumqttc::v5::mqttbytes::{
     self as mqttbytes, QoS,
     v5::{
@@ -75,11 +79,20 @@ impl ConnScript {
     }
 }
 
+/// The MQTT version a connection speaks, from its CONNECT's protocol level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// MQTT 5 (protocol level 5).
+    V5,
+    /// MQTT 3.1.1 (protocol level 4).
+    V311,
+}
+
 /// What the broker does on each connection, in the order in which clients connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Script {
-    /// The Receive Maximum announced in every CONNACK: the most unacknowledged QoS ≥ 1
-    /// publishes a client may have in flight.
+    /// The Receive Maximum announced in every MQTT 5 CONNACK: the most unacknowledged QoS ≥ 1
+    /// publishes a client may have in flight (an MQTT 3.1.1 client sets its own limit).
     pub receive_maximum: u16,
     /// The first connections, in order.
     pub connections: Vec<ConnScript>,
@@ -115,6 +128,8 @@ pub struct Received {
 pub struct ConnectionStats {
     /// The client identifier of the CONNECT (empty until it arrived).
     pub client_id: String,
+    /// The version the client speaks (`None` until its CONNECT arrived).
+    pub version: Option<Version>,
     /// The connection's script.
     pub script: ConnScript,
     /// The packet identifiers of the QoS ≥ 1 publishes received, in arrival order.
@@ -137,6 +152,7 @@ impl ConnectionStats {
     fn new(script: ConnScript) -> Self {
         Self {
             client_id: String::new(),
+            version: None,
             script,
             publishes: Vec::new(),
             acked: Vec::new(),
@@ -160,7 +176,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A scripted MQTT v5 broker on 127.0.0.1, plain TCP; stopped (every connection closed) on
+/// A scripted MQTT 5 / 3.1.1 broker on 127.0.0.1, plain TCP; stopped (every connection closed) on
 /// drop. It runs on the Tokio runtime it was started on.
 #[derive(Debug)]
 pub struct ScriptedBroker {
@@ -295,6 +311,7 @@ async fn accept_loop(
             shared: Arc::clone(&shared),
             tx: tx.clone(),
             held: Vec::new(),
+            version: Version::V5,
         };
         tokio::spawn(conn.run(stream, cancel));
     }
@@ -308,7 +325,9 @@ struct Conn {
     shared: Arc<Shared>,
     tx: mpsc::UnboundedSender<Received>,
     /// Acknowledgements held for the next burst.
-    held: Vec<(u16, Packet)>,
+    held: Vec<(u16, Out)>,
+    /// The version of the connection's CONNECT.
+    version: Version,
 }
 
 /// What to do after a packet.
@@ -317,21 +336,244 @@ enum Next {
     Close(String),
 }
 
-fn invalid(error: mqttbytes::Error) -> io::Error {
+/// A packet from the client, whatever its version.
+#[derive(Debug)]
+enum In {
+    Connect {
+        client_id: String,
+    },
+    Publish(Publish),
+    PubRel(u16),
+    PingReq,
+    Subscribe {
+        pkid: u16,
+        granted: Vec<QoS>,
+    },
+    Unsubscribe {
+        pkid: u16,
+        filters: usize,
+    },
+    Disconnect(String),
+    /// Acknowledgements of publishes the broker never sends, AUTH: ignored.
+    Other,
+}
+
+/// The parts of a PUBLISH the broker uses.
+#[derive(Debug)]
+struct Publish {
+    pkid: u16,
+    qos: QoS,
+    dup: bool,
+    topic: String,
+    payload: Bytes,
+}
+
+/// A packet to the client, written in the connection's version.
+#[derive(Debug)]
+enum Out {
+    ConnAck { session_present: bool },
+    PubAck(u16),
+    PubRec(u16),
+    PubComp(u16),
+    PingResp,
+    SubAck { pkid: u16, granted: Vec<QoS> },
+    UnsubAck { pkid: u16, filters: usize },
+}
+
+fn invalid(error: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error.to_string())
 }
 
-/// The next complete packet in `buf`, if any.
-fn parse(buf: &mut BytesMut) -> io::Result<Option<Packet>> {
-    match Packet::read(buf, None) {
-        Ok(packet) => Ok(Some(packet)),
-        Err(mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
-        Err(error) => Err(invalid(error)),
+/// The protocol level of the CONNECT at the start of `buf`, once its first bytes are there
+/// (fixed header, remaining length, protocol name "MQTT", level).
+fn protocol_level(buf: &[u8]) -> Option<u8> {
+    let mut offset = 1;
+    // The remaining length: up to four bytes, the high bit meaning "more".
+    loop {
+        let byte = *buf.get(offset)?;
+        offset += 1;
+        if byte & 0x80 == 0 || offset > 4 {
+            break;
+        }
+    }
+    // The protocol name: a 2-byte length and "MQTT".
+    buf.get(offset + 6).copied()
+}
+
+/// The next complete packet in `buf`, if any, in `version`.
+fn parse(buf: &mut BytesMut, version: Version) -> io::Result<Option<In>> {
+    match version {
+        Version::V5 => match Packet::read(buf, None) {
+            Ok(packet) => Ok(Some(from_v5(packet))),
+            Err(mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
+            Err(error) => Err(invalid(error)),
+        },
+        Version::V311 => match v4::Packet::read(buf, usize::MAX) {
+            Ok(packet) => Ok(Some(from_v311(packet))),
+            Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
+            Err(error) => Err(invalid(error)),
+        },
     }
 }
 
-fn write(packet: &Packet, out: &mut BytesMut) -> io::Result<()> {
-    packet.write(out, None).map(drop).map_err(invalid)
+fn from_v5(packet: Packet) -> In {
+    match packet {
+        Packet::Connect(connect, _, _) => In::Connect {
+            client_id: connect.client_id,
+        },
+        Packet::Publish(publish) => In::Publish(Publish {
+            pkid: publish.pkid,
+            qos: publish.qos,
+            dup: publish.dup,
+            topic: String::from_utf8_lossy(&publish.topic).into_owned(),
+            payload: publish.payload,
+        }),
+        Packet::PubRel(pubrel) => In::PubRel(pubrel.pkid),
+        Packet::PingReq(_) => In::PingReq,
+        Packet::Subscribe(subscribe) => In::Subscribe {
+            pkid: subscribe.pkid,
+            granted: subscribe.filters.iter().map(|filter| filter.qos).collect(),
+        },
+        Packet::Unsubscribe(unsubscribe) => In::Unsubscribe {
+            pkid: unsubscribe.pkid,
+            filters: unsubscribe.filters.len(),
+        },
+        Packet::Disconnect(disconnect) => In::Disconnect(format!("{:?}", disconnect.reason_code)),
+        _ => In::Other,
+    }
+}
+
+fn from_v311(packet: v4::Packet) -> In {
+    let qos = |qos: rumqttc::mqttbytes::QoS| match qos {
+        rumqttc::mqttbytes::QoS::AtMostOnce => QoS::AtMostOnce,
+        rumqttc::mqttbytes::QoS::AtLeastOnce => QoS::AtLeastOnce,
+        rumqttc::mqttbytes::QoS::ExactlyOnce => QoS::ExactlyOnce,
+    };
+    match packet {
+        v4::Packet::Connect(connect) => In::Connect {
+            client_id: connect.client_id,
+        },
+        v4::Packet::Publish(publish) => In::Publish(Publish {
+            pkid: publish.pkid,
+            qos: qos(publish.qos),
+            dup: publish.dup,
+            topic: publish.topic,
+            payload: publish.payload,
+        }),
+        v4::Packet::PubRel(pubrel) => In::PubRel(pubrel.pkid),
+        v4::Packet::PingReq => In::PingReq,
+        v4::Packet::Subscribe(subscribe) => In::Subscribe {
+            pkid: subscribe.pkid,
+            granted: subscribe
+                .filters
+                .iter()
+                .map(|filter| qos(filter.qos))
+                .collect(),
+        },
+        v4::Packet::Unsubscribe(unsubscribe) => In::Unsubscribe {
+            pkid: unsubscribe.pkid,
+            filters: unsubscribe.topics.len(),
+        },
+        v4::Packet::Disconnect => In::Disconnect("MQTT 3.1.1".to_owned()),
+        _ => In::Other,
+    }
+}
+
+/// Writes `packet` in `version`; `receive_maximum` goes into an MQTT 5 CONNACK.
+fn write(
+    packet: &Out,
+    version: Version,
+    receive_maximum: u16,
+    out: &mut BytesMut,
+) -> io::Result<()> {
+    match version {
+        Version::V5 => to_v5(packet, receive_maximum)
+            .write(out, None)
+            .map(drop)
+            .map_err(invalid),
+        Version::V311 => to_v311(packet)
+            .write(out, usize::MAX)
+            .map(drop)
+            .map_err(invalid),
+    }
+}
+
+fn to_v5(packet: &Out, receive_maximum: u16) -> Packet {
+    match packet {
+        Out::ConnAck { session_present } => {
+            Packet::ConnAck(connack(*session_present, receive_maximum))
+        }
+        Out::PubAck(pkid) => Packet::PubAck(PubAck::new(*pkid, None)),
+        Out::PubRec(pkid) => Packet::PubRec(PubRec::new(*pkid, None)),
+        Out::PubComp(pkid) => Packet::PubComp(PubComp::new(*pkid, None)),
+        Out::PingResp => Packet::PingResp(PingResp),
+        Out::SubAck { pkid, granted } => Packet::SubAck(SubAck {
+            pkid: *pkid,
+            return_codes: granted
+                .iter()
+                .map(|qos| SubscribeReasonCode::Success(*qos))
+                .collect(),
+            properties: None,
+        }),
+        Out::UnsubAck { pkid, filters } => Packet::UnsubAck(UnsubAck {
+            pkid: *pkid,
+            reasons: vec![UnsubAckReason::Success; *filters],
+            properties: None,
+        }),
+    }
+}
+
+fn to_v311(packet: &Out) -> v4::Packet {
+    let qos = |qos: QoS| match qos {
+        QoS::AtMostOnce => rumqttc::mqttbytes::QoS::AtMostOnce,
+        QoS::AtLeastOnce => rumqttc::mqttbytes::QoS::AtLeastOnce,
+        QoS::ExactlyOnce => rumqttc::mqttbytes::QoS::ExactlyOnce,
+    };
+    match packet {
+        Out::ConnAck { session_present } => v4::Packet::ConnAck(v4::ConnAck::new(
+            v4::ConnectReturnCode::Success,
+            *session_present,
+        )),
+        Out::PubAck(pkid) => v4::Packet::PubAck(v4::PubAck::new(*pkid)),
+        Out::PubRec(pkid) => v4::Packet::PubRec(v4::PubRec::new(*pkid)),
+        Out::PubComp(pkid) => v4::Packet::PubComp(v4::PubComp::new(*pkid)),
+        Out::PingResp => v4::Packet::PingResp,
+        Out::SubAck { pkid, granted } => v4::Packet::SubAck(v4::SubAck::new(
+            *pkid,
+            granted
+                .iter()
+                .map(|q| v4::SubscribeReasonCode::Success(qos(*q)))
+                .collect(),
+        )),
+        Out::UnsubAck { pkid, .. } => v4::Packet::UnsubAck(v4::UnsubAck::new(*pkid)),
+    }
+}
+
+/// An MQTT 5 CONNACK with the scripted flag and Receive Maximum.
+fn connack(session_present: bool, receive_maximum: u16) -> ConnAck {
+    ConnAck {
+        session_present,
+        code: ConnectReturnCode::Success,
+        properties: Some(ConnAckProperties {
+            session_expiry_interval: None,
+            receive_max: Some(receive_maximum),
+            max_qos: None,
+            retain_available: None,
+            max_packet_size: None,
+            assigned_client_identifier: None,
+            topic_alias_max: None,
+            reason_string: None,
+            user_properties: Vec::new(),
+            wildcard_subscription_available: None,
+            subscription_identifiers_available: None,
+            shared_subscription_available: None,
+            server_keep_alive: None,
+            response_information: None,
+            server_reference: None,
+            authentication_method: None,
+            authentication_data: None,
+        }),
+    }
 }
 
 /// Waits for the next tick of `interval`, or forever when there is none.
@@ -379,14 +621,30 @@ impl Conn {
             Behaviour::Behave | Behaviour::WithholdFirst | Behaviour::Silent => None,
         };
         loop {
-            while let Some(packet) = parse(&mut buf)? {
+            if !connected {
+                match protocol_level(&buf) {
+                    None => {}
+                    Some(4) => self.version = Version::V311,
+                    Some(_) => self.version = Version::V5,
+                }
+            }
+            while let Some(packet) = parse(&mut buf, self.version)? {
                 if !connected {
-                    let Packet::Connect(connect, _, _) = packet else {
+                    let In::Connect { client_id } = packet else {
                         return Ok(format!("first packet not a CONNECT: {packet:?}"));
                     };
                     connected = true;
-                    self.update(|stats| stats.client_id = connect.client_id.clone());
-                    write(&Packet::ConnAck(self.connack()), &mut out)?;
+                    let version = self.version;
+                    self.update(|stats| {
+                        stats.client_id = client_id;
+                        stats.version = Some(version);
+                    });
+                    self.write(
+                        &Out::ConnAck {
+                            session_present: self.script.session_present,
+                        },
+                        &mut out,
+                    )?;
                     continue;
                 }
                 if let Next::Close(reason) = self.handle(packet, &mut out)? {
@@ -415,35 +673,13 @@ impl Conn {
         }
     }
 
-    fn connack(&self) -> ConnAck {
-        ConnAck {
-            session_present: self.script.session_present,
-            code: ConnectReturnCode::Success,
-            properties: Some(ConnAckProperties {
-                session_expiry_interval: None,
-                receive_max: Some(self.receive_maximum),
-                max_qos: None,
-                retain_available: None,
-                max_packet_size: None,
-                assigned_client_identifier: None,
-                topic_alias_max: None,
-                reason_string: None,
-                user_properties: Vec::new(),
-                wildcard_subscription_available: None,
-                subscription_identifiers_available: None,
-                shared_subscription_available: None,
-                server_keep_alive: None,
-                response_information: None,
-                server_reference: None,
-                authentication_method: None,
-                authentication_data: None,
-            }),
-        }
+    fn write(&self, packet: &Out, out: &mut BytesMut) -> io::Result<()> {
+        write(packet, self.version, self.receive_maximum, out)
     }
 
-    fn handle(&mut self, packet: Packet, out: &mut BytesMut) -> io::Result<Next> {
+    fn handle(&mut self, packet: In, out: &mut BytesMut) -> io::Result<Next> {
         match packet {
-            Packet::Publish(publish) => {
+            In::Publish(publish) => {
                 let pkid = publish.pkid;
                 let qos = publish.qos;
                 let _ = self.tx.send(Received {
@@ -451,13 +687,13 @@ impl Conn {
                     pkid,
                     qos,
                     dup: publish.dup,
-                    topic: String::from_utf8_lossy(&publish.topic).into_owned(),
+                    topic: publish.topic,
                     payload: publish.payload,
                 });
                 let ack = match qos {
                     QoS::AtMostOnce => None,
-                    QoS::AtLeastOnce => Some(Packet::PubAck(PubAck::new(pkid, None))),
-                    QoS::ExactlyOnce => Some(Packet::PubRec(PubRec::new(pkid, None))),
+                    QoS::AtLeastOnce => Some(Out::PubAck(pkid)),
+                    QoS::ExactlyOnce => Some(Out::PubRec(pkid)),
                 };
                 let mut withhold = false;
                 let now = Instant::now();
@@ -479,47 +715,27 @@ impl Conn {
                     (Some(_), Behaviour::Silent) => {}
                     (Some(ack), Behaviour::AckInBursts(_)) => self.held.push((pkid, ack)),
                     (Some(ack), Behaviour::Behave | Behaviour::WithholdFirst) => {
-                        write(&ack, out)?;
+                        self.write(&ack, out)?;
                         self.update(|stats| stats.acked.push(pkid));
                     }
                 }
             }
-            Packet::PubRel(pubrel) => {
-                write(&Packet::PubComp(PubComp::new(pubrel.pkid, None)), out)?;
-            }
-            Packet::PingReq(_) => {
+            In::PubRel(pkid) => self.write(&Out::PubComp(pkid), out)?,
+            In::PingReq => {
                 self.update(|stats| stats.pings += 1);
-                write(&Packet::PingResp(PingResp), out)?;
+                self.write(&Out::PingResp, out)?;
             }
-            Packet::Subscribe(subscribe) => {
-                let suback = SubAck {
-                    pkid: subscribe.pkid,
-                    return_codes: subscribe
-                        .filters
-                        .iter()
-                        .map(|filter| SubscribeReasonCode::Success(filter.qos))
-                        .collect(),
-                    properties: None,
-                };
-                write(&Packet::SubAck(suback), out)?;
+            In::Subscribe { pkid, granted } => self.write(&Out::SubAck { pkid, granted }, out)?,
+            In::Unsubscribe { pkid, filters } => {
+                self.write(&Out::UnsubAck { pkid, filters }, out)?;
             }
-            Packet::Unsubscribe(unsubscribe) => {
-                let unsuback = UnsubAck {
-                    pkid: unsubscribe.pkid,
-                    reasons: vec![UnsubAckReason::Success; unsubscribe.filters.len()],
-                    properties: None,
-                };
-                write(&Packet::UnsubAck(unsuback), out)?;
-            }
-            Packet::Disconnect(disconnect) => {
+            In::Disconnect(reason) => {
                 return Ok(Next::Close(format!(
-                    "DISCONNECT from the client ({:?})",
-                    disconnect.reason_code
+                    "DISCONNECT from the client ({reason})"
                 )));
             }
-            Packet::Connect(..) => return Ok(Next::Close("a second CONNECT".to_owned())),
-            // Acknowledgements of publishes the broker never sends, AUTH: ignored.
-            _ => {}
+            In::Connect { .. } => return Ok(Next::Close("a second CONNECT".to_owned())),
+            In::Other => {}
         }
         Ok(Next::Continue)
     }
@@ -531,7 +747,7 @@ impl Conn {
         }
         let held = std::mem::take(&mut self.held);
         for (_, ack) in &held {
-            write(ack, out)?;
+            self.write(ack, out)?;
         }
         self.update(|stats| stats.acked.extend(held.iter().map(|(pkid, _)| *pkid)));
         Ok(())

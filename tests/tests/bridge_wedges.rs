@@ -1,6 +1,6 @@
 //! Regression tests for the wedges of rumqttc 0.25.1 that the bridge engine works around
 //! (see the module docs of `bridge/src/engine/conn.rs` and `bridge/src/engine/mqtt.rs`). They
-//! run the bridge in-process, protocol v5, between a real local mosquitto and a scripted
+//! run the bridge in-process between a real local mosquitto and a scripted
 //! remote broker ([`e4k_tests::scripted::ScriptedBroker`]): mosquitto acknowledges in order
 //! and on time, so it never provokes them.
 //!
@@ -32,8 +32,9 @@
 //!   reports it on `/readyz` (`stalled_secs`, not ready) once nothing has been acknowledged
 //!   for a keep-alive, and ready again when acknowledgements resume.
 //!
-//! The scripted broker speaks MQTT 5 only: the same workaround for protocol v3 (MQTT 3.1.1)
-//! is not covered here.
+//! The collision and load tests run over MQTT 5 and over MQTT 3.1.1 (`protocol: v3`,
+//! rumqttc's other client, which has the same stash, event loop and request channel, and gets
+//! the same workarounds); the scripted broker speaks the version of each CONNECT.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -43,13 +44,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use e4k_bridge::BridgeHandle;
 use e4k_bridge::config::{self, BridgeConfig, ConfigOptions, RawConfig};
 use e4k_bridge::engine::Readiness;
-use e4k_bridge::{BridgeHandle, RunOptions};
 use e4k_tests::Mosquitto;
 use e4k_tests::bridge::{ConnectorYaml, Running, metric};
 use e4k_tests::faults;
-use e4k_tests::scripted::{Behaviour, ConnScript, ConnectionStats, Script, ScriptedBroker};
+use e4k_tests::scripted::{
+    Behaviour, ConnScript, ConnectionStats, Script, ScriptedBroker, Version,
+};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -67,8 +70,13 @@ const TOPIC: &str = "wedge/seq";
 const WAIT: Duration = Duration::from_secs(15);
 
 /// The connector: a plain, anonymous remote (the scripted broker) and the local mosquitto,
-/// one local-to-remote route.
+/// one local-to-remote route, MQTT 5.
 fn config(local_port: u16, remote_port: u16) -> Vec<BridgeConfig> {
+    config_with(local_port, remote_port, Version::V5)
+}
+
+/// [`config`] with the connector's `protocol` for `version`.
+fn config_with(local_port: u16, remote_port: u16, version: Version) -> Vec<BridgeConfig> {
     let routes = format!(
         "    - direction: local-to-remote
       name: out
@@ -77,6 +85,10 @@ fn config(local_port: u16, remote_port: u16) -> Vec<BridgeConfig> {
     );
     let yaml = ConnectorYaml {
         remote_secret: None,
+        protocol: match version {
+            Version::V5 => "v5",
+            Version::V311 => "v3",
+        },
         ..ConnectorYaml::new("wedge", &routes)
     }
     .render();
@@ -92,17 +104,17 @@ fn config(local_port: u16, remote_port: u16) -> Vec<BridgeConfig> {
     }
 }
 
-/// Starts a bridge in this process, its waits lasting [`WAIT`].
+/// Starts a bridge in this process with the in-flight window [`WINDOW`], its waits lasting
+/// [`WAIT`].
 fn start(configs: &[BridgeConfig]) -> Running {
-    Running::start(configs, run_options())
-        .unwrap()
-        .with_wait(WAIT)
+    start_with(configs, WINDOW)
 }
 
-fn run_options() -> RunOptions {
+/// [`start`] with another in-flight window.
+fn start_with(configs: &[BridgeConfig], window: u16) -> Running {
     let mut options = e4k_tests::bridge::fast_run_options();
-    options.receive_maximum = Some(WINDOW);
-    options
+    options.receive_maximum = Some(window);
+    Running::start(configs, options).unwrap().with_wait(WAIT)
 }
 
 /// A QoS 1 publisher of sequence numbers on the local broker.
@@ -333,7 +345,20 @@ fn describe(connections: &[ConnectionStats]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collision_then_connection_loss_does_not_wedge_the_remote_session() {
-    /// The remote's Receive Maximum: rumqttc cycles packet identifiers 1..=4.
+    collision_then_connection_loss(Version::V5).await;
+}
+
+/// The same wedge in rumqttc's MQTT 3.1.1 client (`protocol: v3`), which has the same
+/// stash (`state.collision`) and the same workaround. MQTT 3.1.1 has no Receive Maximum: the
+/// client's own in-flight limit (the bridge's window, here 4) makes it cycle 1..=4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collision_then_connection_loss_does_not_wedge_an_mqtt_3_1_1_session() {
+    collision_then_connection_loss(Version::V311).await;
+}
+
+async fn collision_then_connection_loss(version: Version) {
+    /// The remote's Receive Maximum (MQTT 5) or the bridge's window (MQTT 3.1.1): rumqttc
+    /// cycles packet identifiers 1..=4.
     const RECEIVE_MAXIMUM: u16 = 4;
     /// Published before the cut, while the first connection is collided.
     const BEFORE: u64 = 20;
@@ -361,7 +386,12 @@ async fn collision_then_connection_loss_does_not_wedge_the_remote_session() {
     })
     .await
     .unwrap();
-    let bridge = start(&config(local.port(), remote.port()));
+    // MQTT 5 takes the limit from the remote's CONNACK; MQTT 3.1.1 from the bridge's window.
+    let window = match version {
+        Version::V5 => WINDOW,
+        Version::V311 => RECEIVE_MAXIMUM,
+    };
+    let bridge = start_with(&config_with(local.port(), remote.port(), version), window);
     bridge.ready().await;
     let publisher = Publisher::connect(local.port(), "wedge-pub").await;
     publisher.publish(0..BEFORE).await;
@@ -392,7 +422,10 @@ async fn collision_then_connection_loss_does_not_wedge_the_remote_session() {
     assert_eq!(first.withheld, Some(1));
     assert_eq!(first.acked, [2, 3, 4]);
     assert_eq!(arrivals.seqs_with(0, &[1, 2, 3, 4]), [0, 1, 2, 3]);
+    assert_eq!(first.version, Some(version));
     let held = metric(&bridge.handle.metrics(), "e4k_bridge_messages_inflight");
+    // Over MQTT 3.1.1 too: the bridge reads on up to twice its window plus 64 (the local
+    // broker has no Receive Maximum to honour there).
     #[allow(clippy::cast_precision_loss)]
     let expected_held = (BEFORE - 3) as f64;
     assert_eq!(
@@ -509,10 +542,26 @@ fn sample(handle: BridgeHandle, stop: CancellationToken) -> tokio::task::JoinHan
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bursty_acknowledgements_under_load_do_not_freeze_the_bridge() {
+    bursty_acknowledgements_under_load(Version::V5).await;
+}
+
+/// The same load over MQTT 3.1.1 (`protocol: v3`): rumqttc's 3.1.1 client has the same event
+/// loop and request channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursty_acknowledgements_under_load_do_not_freeze_an_mqtt_3_1_1_bridge() {
+    bursty_acknowledgements_under_load(Version::V311).await;
+}
+
+async fn bursty_acknowledgements_under_load(version: Version) {
     const N: u64 = 20_000;
     /// The remote's Receive Maximum, half the bridge's window: the bridge takes messages in
     /// faster than it may publish them, so its publishes queue in rumqttc's request channel.
+    /// (MQTT 3.1.1 has none: there the bridge's window is what rumqttc may have in flight.)
     const RECEIVE_MAXIMUM: u16 = WINDOW / 2;
+    let inflight = match version {
+        Version::V5 => RECEIVE_MAXIMUM,
+        Version::V311 => WINDOW,
+    };
     /// The remote holds its acknowledgements this long, then sends them all: the in-flight
     /// window fills and then drains at once, 2,500 messages per second at most.
     const BURST: Duration = Duration::from_millis(20);
@@ -530,7 +579,7 @@ async fn bursty_acknowledgements_under_load_do_not_freeze_the_bridge() {
     })
     .await
     .unwrap();
-    let bridge = start(&config(local.port(), remote.port()));
+    let bridge = start(&config_with(local.port(), remote.port(), version));
     bridge.ready().await;
     let stop_sampling = CancellationToken::new();
     let sampler = sample(bridge.handle.clone(), stop_sampling.clone());
@@ -587,20 +636,21 @@ async fn bursty_acknowledgements_under_load_do_not_freeze_the_bridge() {
         usize::try_from(N).unwrap(),
         "the remote did not acknowledge every message"
     );
+    assert_eq!(connections[0].version, Some(version));
     // The condition under test: more forwards pending than rumqttc may have in flight, i.e.
     // publishes waiting in its request channel.
     assert!(
-        samples.max_unsettled > f64::from(RECEIVE_MAXIMUM),
-        "the load never queued publishes behind the remote's window: at most {} unsettled",
+        samples.max_unsettled > f64::from(inflight),
+        "the load never queued publishes behind the in-flight window: at most {} unsettled",
         samples.max_unsettled
     );
     // Beyond the in-flight window, the channel (capacity = the bridge's window) and the one
     // forward the publisher holds, forwards wait in the engine's queue: the channel was full.
-    let channel_full = samples.max_unsettled > f64::from(RECEIVE_MAXIMUM) + f64::from(WINDOW) + 1.0;
+    let channel_full = samples.max_unsettled > f64::from(inflight) + f64::from(WINDOW) + 1.0;
     eprintln!(
-        "load: {N} messages published in {} ms, all delivered after {} ms through a remote \
-         acknowledging every {} ms (Receive Maximum {RECEIVE_MAXIMUM}, bridge window \
-         {WINDOW}); at most {} forwards unsettled (rumqttc's request channel full: \
+        "load ({version:?}): {N} messages published in {} ms, all delivered after {} ms \
+         through a remote acknowledging every {} ms (in flight at most {inflight}, bridge \
+         window {WINDOW}); at most {} forwards unsettled (rumqttc's request channel full: \
          {channel_full}); one connection, ready throughout",
         published.as_millis(),
         delivered.as_millis(),
