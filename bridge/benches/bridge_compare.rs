@@ -539,7 +539,15 @@ fn main() {
         }
         let mut latency = Vec::new();
         for &system in &systems {
-            latency.push((system, setup.latency(system, rate, latency_secs).await));
+            let processes = setup.processes(system);
+            let before = processes.map(|pid| pid.map_or(0, cpu_ns));
+            let latencies = setup.latency(system, rate, latency_secs).await;
+            let after = processes.map(|pid| pid.map_or(0, cpu_ns));
+            let mut cpu = [0; 4];
+            for (i, spent) in cpu.iter_mut().enumerate() {
+                *spent = after[i].saturating_sub(before[i]);
+            }
+            latency.push((system, latencies, cpu));
         }
         let Setup {
             bridge,
@@ -724,13 +732,27 @@ fn main() {
     println!(
         "\n### Latency (256 B, QoS 1, paced {rate} msg/s for {latency_secs} s; publish → remote subscriber)\n"
     );
-    println!("| system | received | p50 | p99 | max | added p50 | added p99 |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| system | received | p50 | p99 | max | added p50 | added p99 | CPU per message: \
+         local broker | `e4k bridge run` |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let (base50, base99) = (
         percentile(&latency[0].1, 0.50),
         percentile(&latency[0].1, 0.99),
     );
-    for (system, sorted) in &latency {
+    for (system, sorted, cpu) in &latency {
+        // At a paced rate, per message: nothing is batched, every message wakes every process.
+        let per_message = |i: usize| {
+            if cpu[i] == 0 {
+                "—".to_owned()
+            } else {
+                format!(
+                    "{:.1} µs",
+                    cpu[i] as f64 / 1000.0 / sorted.len().max(1) as f64
+                )
+            }
+        };
         let (p50, p99) = (percentile(sorted, 0.50), percentile(sorted, 0.99));
         let added = if *system == System::Direct {
             ("—".to_owned(), "—".to_owned())
@@ -741,13 +763,15 @@ fn main() {
             )
         };
         println!(
-            "| {} | {}/{} | {p50:.0} µs | {p99:.0} µs | {:.0} µs | {} | {} |",
+            "| {} | {}/{} | {p50:.0} µs | {p99:.0} µs | {:.0} µs | {} | {} | {} | {} |",
             system.name(),
             sorted.len(),
             rate as usize * latency_secs as usize,
             sorted.last().copied().unwrap_or(f64::NAN),
             added.0,
-            added.1
+            added.1,
+            per_message(1),
+            per_message(2)
         );
     }
 
