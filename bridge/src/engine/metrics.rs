@@ -25,6 +25,9 @@
 //! `bridgeInstances`. The identity
 //! `received = forwarded + dropped + inflight` holds per route. The latency is the time from
 //! the message's arrival to the destination's acknowledgement.
+//!
+//! On Linux the standard process metrics are exported too (`process_cpu_seconds_total`,
+//! `process_resident_memory_bytes`, …; see `process.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -141,7 +144,8 @@ pub(crate) struct Metrics {
 impl Metrics {
     /// Registers every family.
     pub(crate) fn new() -> Self {
-        let mut registry = Registry::with_prefix("e4k_bridge");
+        let mut root = Registry::default();
+        let registry = root.sub_registry_with_prefix("e4k_bridge");
         let received = Family::default();
         let forwarded = Family::default();
         let dropped = Family::default();
@@ -209,8 +213,10 @@ impl Metrics {
             "Messages the bridge published on this connection that the broker acknowledged",
             published.clone(),
         );
+        #[cfg(target_os = "linux")]
+        root.register_collector(Box::new(super::process::ProcessCollector));
         Metrics {
-            registry,
+            registry: root,
             received,
             forwarded,
             dropped,

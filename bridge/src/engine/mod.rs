@@ -56,6 +56,8 @@ pub(crate) mod forward;
 pub(crate) mod health;
 pub(crate) mod metrics;
 pub(crate) mod mqtt;
+#[cfg(target_os = "linux")]
+pub(crate) mod process;
 pub(crate) mod tls;
 
 use std::net::SocketAddr;
