@@ -244,6 +244,17 @@ fn seed_walkthrough_through_e4k_bridge_run() {
     });
     let (status, body) = http_get(metrics_port, "/healthz").unwrap();
     assert_eq!((status, body.trim()), (200, "ok"));
+    // The process metrics come with the bridge's own.
+    let (status, metrics) = http_get(metrics_port, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    for name in [
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "e4k_bridge_connection_up{",
+    ] {
+        assert!(metrics.contains(name), "no {name} in /metrics:\n{metrics}");
+    }
     // 3 instances: 3 main sessions on each broker, plus 3 members of the ShareTest group on
     // the local broker only (they publish through their instance's remote main session).
     let (_, ready) = http_get(metrics_port, "/readyz").unwrap();
