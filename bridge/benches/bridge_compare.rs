@@ -40,8 +40,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Env, Running, TestClient, run_options, start_bridge};
-use e4k_tests::Mosquitto;
 use e4k_tests::proxy::{Mode, TcpProxy};
+use e4k_tests::{Mosquitto, env_usize};
 use rumqttc::v5::mqttbytes::QoS;
 
 /// Unbounded broker queues (see `bridge_throughput.rs`); brokers log as a production one would,
@@ -54,13 +54,6 @@ const ROUTE: &str = "    - direction: local-to-remote
 ";
 
 const TOPIC: &str = "e2e/out/bench";
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum System {
@@ -515,16 +508,7 @@ fn main() {
     let latency_secs = env_usize("E4K_BENCH_LATENCY_SECS", 3) as u32;
     let repeat = env_usize("E4K_BENCH_REPEAT", 3);
     let rate = 2_000;
-    if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .init();
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::bench_runtime();
     let (systems, throughput, latency) = runtime.block_on(async {
         let mut setup = Setup::start().await;
         let systems = setup.systems();

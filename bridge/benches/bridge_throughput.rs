@@ -101,20 +101,8 @@ async fn direct(n: usize) -> Row {
 
 fn main() {
     // `cargo bench` passes `--bench`; anything else (e.g. a filter) is ignored.
-    let n: usize = std::env::var("E4K_BENCH_MESSAGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
-    if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .init();
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let n = e4k_tests::env_usize("E4K_BENCH_MESSAGES", 20_000);
+    let runtime = common::bench_runtime();
     let rows = runtime.block_on(async {
         vec![
             direct(n).await,

@@ -40,21 +40,14 @@ use bytes::Bytes;
 use e4k_bridge::config::{ConfigOptions, RawConfig, resolve};
 use e4k_bridge::engine::RunOptions;
 use e4k_emulator::{Emulator, EmulatorConfig, MqttConfig, PublishLimit};
-use e4k_tests::Mosquitto;
 use e4k_tests::bridge::{ConnectorYaml, Running};
+use e4k_tests::{Mosquitto, env_usize};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use rumqttc::{Outgoing, TlsConfiguration, Transport};
 
 const TOPIC: &str = "factory/telemetry/bench";
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The emulator's MQTT port and the files to reach it.
 struct Cloud {

@@ -151,6 +151,16 @@ pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// A benchmark knob: the environment variable `name` as a number, or `default` when it is
+/// unset or not a number.
+#[must_use]
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The mosquitto broker binary: on `PATH`, or where Debian installs it (`/usr/sbin`, which is
 /// not on a normal user's `PATH`).
 #[must_use]

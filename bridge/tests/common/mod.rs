@@ -192,6 +192,21 @@ pub fn yaml(instances: u32, routes: &str) -> String {
     .render()
 }
 
+/// A benchmark's runtime (multi-threaded, as `e4k bridge run`'s), with logs on stderr when
+/// `RUST_LOG` is set.
+pub fn bench_runtime() -> tokio::runtime::Runtime {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Publishes `n` QoS 1 messages of `size` bytes on `topic` with `publisher` as fast as it
 /// takes them, and waits until `subscriber` received as many (20 s without one ends the
 /// wait); the time that took, and how many arrived. For the throughput benchmarks.
