@@ -204,16 +204,11 @@ impl Setup {
         size: usize,
     ) -> (Duration, usize, [u64; 4]) {
         let processes = self.processes(system);
-        let before = processes.map(|pid| pid.map_or(0, cpu_ns));
+        let before = cpu_now(processes);
         let publisher = self.publisher(system).client.clone();
         let (elapsed, received) =
             common::pump(&publisher, &mut self.subscriber, TOPIC, n, size).await;
-        let after = processes.map(|pid| pid.map_or(0, cpu_ns));
-        let mut spent = [0; 4];
-        for (i, cpu) in spent.iter_mut().enumerate() {
-            *cpu = after[i].saturating_sub(before[i]);
-        }
-        (elapsed, received, spent)
+        (elapsed, received, cpu_since(processes, before))
     }
 
     /// Publishes at `rate` msg/s for `secs` seconds, each message carrying its send time;
@@ -275,6 +270,17 @@ fn cpu_ns(pid: u32) -> u64 {
         .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
         .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
         .sum()
+}
+
+/// [`cpu_ns`] of each of `processes` (0 where there is none).
+fn cpu_now(processes: [Option<u32>; 4]) -> [u64; 4] {
+    processes.map(|pid| pid.map_or(0, cpu_ns))
+}
+
+/// What each of `processes` spent since [`cpu_now`] returned `before`.
+fn cpu_since(processes: [Option<u32>; 4], before: [u64; 4]) -> [u64; 4] {
+    let now = cpu_now(processes);
+    std::array::from_fn(|i| now[i].saturating_sub(before[i]))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -524,14 +530,9 @@ fn main() {
         let mut latency = Vec::new();
         for &system in &systems {
             let processes = setup.processes(system);
-            let before = processes.map(|pid| pid.map_or(0, cpu_ns));
+            let before = cpu_now(processes);
             let latencies = setup.latency(system, rate, latency_secs).await;
-            let after = processes.map(|pid| pid.map_or(0, cpu_ns));
-            let mut cpu = [0; 4];
-            for (i, spent) in cpu.iter_mut().enumerate() {
-                *spent = after[i].saturating_sub(before[i]);
-            }
-            latency.push((system, latencies, cpu));
+            latency.push((system, latencies, cpu_since(processes, before)));
         }
         let Setup {
             bridge,
@@ -633,38 +634,37 @@ fn main() {
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as f64;
-    for size in [256, 4096] {
-        for &system in &systems {
-            let cells: Vec<&[u64; 4]> = throughput
+    // µs per message of the roles `include` picks, summed per round, median of the rounds.
+    let cpu_per_message = |size: usize, system: System, include: &dyn Fn(usize) -> bool| {
+        median(
+            throughput
                 .iter()
                 .filter(|(_, s, sys, ..)| *s == size && *sys == system)
-                .map(|(.., cpu)| cpu)
-                .collect();
-            let per_message = |role: Option<usize>| -> f64 {
-                median(
-                    cells
-                        .iter()
-                        .map(|cpu| {
-                            let ns: u64 = match role {
-                                Some(i) => cpu[i],
-                                None => cpu.iter().sum(),
-                            };
-                            ns as f64 / 1000.0 / n as f64
-                        })
-                        .collect(),
-                )
-            };
+                .map(|(.., cpu)| {
+                    let ns: u64 = (0..ROLES.len())
+                        .filter(|&i| include(i))
+                        .map(|i| cpu[i])
+                        .sum();
+                    ns as f64 / 1000.0 / n as f64
+                })
+                .collect(),
+        )
+    };
+    for size in [256, 4096] {
+        for &system in &systems {
             let columns: Vec<String> = (0..ROLES.len())
                 .map(|i| {
-                    let used = cells.iter().any(|cpu| cpu[i] > 0);
+                    let used = throughput
+                        .iter()
+                        .any(|(_, s, sys, .., cpu)| *s == size && *sys == system && cpu[i] > 0);
                     if used {
-                        format!("{:.1} µs", per_message(Some(i)))
+                        format!("{:.1} µs", cpu_per_message(size, system, &|r| r == i))
                     } else {
                         "—".to_owned()
                     }
                 })
                 .collect();
-            let all = per_message(None);
+            let all = cpu_per_message(size, system, &|_| true);
             println!(
                 "| {size} B | {} | {} | {all:.1} µs | {:.0} msg/s |",
                 system.name(),
@@ -686,29 +686,13 @@ fn main() {
         );
         println!("|---|---:|---:|---:|---:|");
         for size in [256, 4096] {
-            let all = |system: System, skip: Option<usize>| -> f64 {
-                median(
-                    throughput
-                        .iter()
-                        .filter(|(_, s, sys, ..)| *s == size && *sys == system)
-                        .map(|(.., cpu)| {
-                            let ns: u64 = cpu
-                                .iter()
-                                .enumerate()
-                                .filter(|(i, _)| Some(*i) != skip)
-                                .map(|(_, ns)| ns)
-                                .sum();
-                            ns as f64 / 1000.0 / n as f64
-                        })
-                        .collect(),
-                )
-            };
-            let others = all(System::E4kProcess, Some(2));
+            // Every role but `e4k bridge run` (index 2 of ROLES).
+            let others = cpu_per_message(size, System::E4kProcess, &|r| r != 2);
             println!(
                 "| {size} B | {others:.1} µs | {:.0} msg/s | {:.2}× | {:.2}× |",
                 cores * 1e6 / others,
-                all(System::Mosquitto, None) / others,
-                all(System::Direct, None) / others
+                cpu_per_message(size, System::Mosquitto, &|_| true) / others,
+                cpu_per_message(size, System::Direct, &|_| true) / others
             );
         }
     }
