@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use e4k_bridge::config::BridgeConfig;
+use e4k_bridge::config::{BridgeConfig, MqttVersion};
 use e4k_bridge::engine::{BackoffPolicy, Readiness};
 use e4k_bridge::{Bridge, BridgeError, BridgeHandle, RunOptions};
 use tokio_util::sync::CancellationToken;
@@ -126,8 +126,8 @@ pub struct ConnectorYaml<'a> {
     pub name: &'a str,
     /// `clientIdPrefix`.
     pub prefix: &'a str,
-    /// `protocol`: `v5` or `v3` (MQTT 3.1.1).
-    pub protocol: &'a str,
+    /// `protocol`.
+    pub protocol: MqttVersion,
     /// `bridgeInstances`.
     pub instances: u32,
     /// The remote's client-certificate secret (TLS with X.509); `None` makes the remote plain
@@ -146,7 +146,7 @@ impl<'a> ConnectorYaml<'a> {
         ConnectorYaml {
             name,
             prefix: name,
-            protocol: "v5",
+            protocol: MqttVersion::V5,
             instances: 1,
             remote_secret: Some("bridge-client-cert"),
             annotations: &[],
@@ -165,6 +165,7 @@ impl<'a> ConnectorYaml<'a> {
             annotations,
             routes,
         } = self;
+        let protocol = protocol.as_str();
         let annotations: String = if annotations.is_empty() {
             String::new()
         } else {

@@ -25,6 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use e4k_bridge::config::MqttVersion;
 use rumqttc::mqttbytes::v4;
 use rumqttc::v5::mqttbytes::{
     self as mqttbytes, QoS,
@@ -79,15 +80,6 @@ impl ConnScript {
     }
 }
 
-/// The MQTT version a connection speaks, from its CONNECT's protocol level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Version {
-    /// MQTT 5 (protocol level 5).
-    V5,
-    /// MQTT 3.1.1 (protocol level 4).
-    V311,
-}
-
 /// What the broker does on each connection, in the order in which clients connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Script {
@@ -128,8 +120,9 @@ pub struct Received {
 pub struct ConnectionStats {
     /// The client identifier of the CONNECT (empty until it arrived).
     pub client_id: String,
-    /// The version the client speaks (`None` until its CONNECT arrived).
-    pub version: Option<Version>,
+    /// The version the client speaks, from its CONNECT's protocol level (5, or 4 for MQTT
+    /// 3.1.1); `None` until the CONNECT arrived.
+    pub version: Option<MqttVersion>,
     /// The connection's script.
     pub script: ConnScript,
     /// The packet identifiers of the QoS ≥ 1 publishes received, in arrival order.
@@ -311,7 +304,7 @@ async fn accept_loop(
             shared: Arc::clone(&shared),
             tx: tx.clone(),
             held: Vec::new(),
-            version: Version::V5,
+            version: MqttVersion::V5,
         };
         tokio::spawn(conn.run(stream, cancel));
     }
@@ -327,7 +320,7 @@ struct Conn {
     /// Acknowledgements held for the next burst.
     held: Vec<(u16, Out)>,
     /// The version of the connection's CONNECT.
-    version: Version,
+    version: MqttVersion,
 }
 
 /// What to do after a packet.
@@ -401,14 +394,14 @@ fn protocol_level(buf: &[u8]) -> Option<u8> {
 }
 
 /// The next complete packet in `buf`, if any, in `version`.
-fn parse(buf: &mut BytesMut, version: Version) -> io::Result<Option<In>> {
+fn parse(buf: &mut BytesMut, version: MqttVersion) -> io::Result<Option<In>> {
     match version {
-        Version::V5 => match Packet::read(buf, None) {
+        MqttVersion::V5 => match Packet::read(buf, None) {
             Ok(packet) => Ok(Some(from_v5(packet))),
             Err(mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
             Err(error) => Err(invalid(error)),
         },
-        Version::V311 => match v4::Packet::read(buf, usize::MAX) {
+        MqttVersion::V3 => match v4::Packet::read(buf, usize::MAX) {
             Ok(packet) => Ok(Some(from_v311(packet))),
             Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
             Err(error) => Err(invalid(error)),
@@ -482,16 +475,16 @@ fn from_v311(packet: v4::Packet) -> In {
 /// Writes `packet` in `version`; `receive_maximum` goes into an MQTT 5 CONNACK.
 fn write(
     packet: &Out,
-    version: Version,
+    version: MqttVersion,
     receive_maximum: u16,
     out: &mut BytesMut,
 ) -> io::Result<()> {
     match version {
-        Version::V5 => to_v5(packet, receive_maximum)
+        MqttVersion::V5 => to_v5(packet, receive_maximum)
             .write(out, None)
             .map(drop)
             .map_err(invalid),
-        Version::V311 => to_v311(packet)
+        MqttVersion::V3 => to_v311(packet)
             .write(out, usize::MAX)
             .map(drop)
             .map_err(invalid),
@@ -624,8 +617,8 @@ impl Conn {
             if !connected {
                 match protocol_level(&buf) {
                     None => {}
-                    Some(4) => self.version = Version::V311,
-                    Some(_) => self.version = Version::V5,
+                    Some(4) => self.version = MqttVersion::V3,
+                    Some(_) => self.version = MqttVersion::V5,
                 }
             }
             while let Some(packet) = parse(&mut buf, self.version)? {

@@ -45,14 +45,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use e4k_bridge::BridgeHandle;
-use e4k_bridge::config::{self, BridgeConfig, ConfigOptions, RawConfig};
+use e4k_bridge::config::{self, BridgeConfig, ConfigOptions, MqttVersion, RawConfig};
 use e4k_bridge::engine::Readiness;
 use e4k_tests::Mosquitto;
 use e4k_tests::bridge::{ConnectorYaml, Running, metric};
 use e4k_tests::faults;
-use e4k_tests::scripted::{
-    Behaviour, ConnScript, ConnectionStats, Script, ScriptedBroker, Version,
-};
+use e4k_tests::scripted::{Behaviour, ConnScript, ConnectionStats, Script, ScriptedBroker};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -72,11 +70,11 @@ const WAIT: Duration = Duration::from_secs(15);
 /// The connector: a plain, anonymous remote (the scripted broker) and the local mosquitto,
 /// one local-to-remote route, MQTT 5.
 fn config(local_port: u16, remote_port: u16) -> Vec<BridgeConfig> {
-    config_with(local_port, remote_port, Version::V5)
+    config_with(local_port, remote_port, MqttVersion::V5)
 }
 
 /// [`config`] with the connector's `protocol` for `version`.
-fn config_with(local_port: u16, remote_port: u16, version: Version) -> Vec<BridgeConfig> {
+fn config_with(local_port: u16, remote_port: u16, version: MqttVersion) -> Vec<BridgeConfig> {
     let routes = format!(
         "    - direction: local-to-remote
       name: out
@@ -85,10 +83,7 @@ fn config_with(local_port: u16, remote_port: u16, version: Version) -> Vec<Bridg
     );
     let yaml = ConnectorYaml {
         remote_secret: None,
-        protocol: match version {
-            Version::V5 => "v5",
-            Version::V311 => "v3",
-        },
+        protocol: version,
         ..ConnectorYaml::new("wedge", &routes)
     }
     .render();
@@ -345,7 +340,7 @@ fn describe(connections: &[ConnectionStats]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collision_then_connection_loss_does_not_wedge_the_remote_session() {
-    collision_then_connection_loss(Version::V5).await;
+    collision_then_connection_loss(MqttVersion::V5).await;
 }
 
 /// The same wedge in rumqttc's MQTT 3.1.1 client (`protocol: v3`), which has the same
@@ -353,10 +348,10 @@ async fn collision_then_connection_loss_does_not_wedge_the_remote_session() {
 /// client's own in-flight limit (the bridge's window, here 4) makes it cycle 1..=4.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collision_then_connection_loss_does_not_wedge_an_mqtt_3_1_1_session() {
-    collision_then_connection_loss(Version::V311).await;
+    collision_then_connection_loss(MqttVersion::V3).await;
 }
 
-async fn collision_then_connection_loss(version: Version) {
+async fn collision_then_connection_loss(version: MqttVersion) {
     /// The remote's Receive Maximum (MQTT 5) or the bridge's window (MQTT 3.1.1): rumqttc
     /// cycles packet identifiers 1..=4.
     const RECEIVE_MAXIMUM: u16 = 4;
@@ -388,8 +383,8 @@ async fn collision_then_connection_loss(version: Version) {
     .unwrap();
     // MQTT 5 takes the limit from the remote's CONNACK; MQTT 3.1.1 from the bridge's window.
     let window = match version {
-        Version::V5 => WINDOW,
-        Version::V311 => RECEIVE_MAXIMUM,
+        MqttVersion::V5 => WINDOW,
+        MqttVersion::V3 => RECEIVE_MAXIMUM,
     };
     let bridge = start_with(&config_with(local.port(), remote.port(), version), window);
     bridge.ready().await;
@@ -542,25 +537,25 @@ fn sample(handle: BridgeHandle, stop: CancellationToken) -> tokio::task::JoinHan
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bursty_acknowledgements_under_load_do_not_freeze_the_bridge() {
-    bursty_acknowledgements_under_load(Version::V5).await;
+    bursty_acknowledgements_under_load(MqttVersion::V5).await;
 }
 
 /// The same load over MQTT 3.1.1 (`protocol: v3`): rumqttc's 3.1.1 client has the same event
 /// loop and request channel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bursty_acknowledgements_under_load_do_not_freeze_an_mqtt_3_1_1_bridge() {
-    bursty_acknowledgements_under_load(Version::V311).await;
+    bursty_acknowledgements_under_load(MqttVersion::V3).await;
 }
 
-async fn bursty_acknowledgements_under_load(version: Version) {
+async fn bursty_acknowledgements_under_load(version: MqttVersion) {
     const N: u64 = 20_000;
     /// The remote's Receive Maximum, half the bridge's window: the bridge takes messages in
     /// faster than it may publish them, so its publishes queue in rumqttc's request channel.
     /// (MQTT 3.1.1 has none: there the bridge's window is what rumqttc may have in flight.)
     const RECEIVE_MAXIMUM: u16 = WINDOW / 2;
     let inflight = match version {
-        Version::V5 => RECEIVE_MAXIMUM,
-        Version::V311 => WINDOW,
+        MqttVersion::V5 => RECEIVE_MAXIMUM,
+        MqttVersion::V3 => WINDOW,
     };
     /// The remote holds its acknowledgements this long, then sends them all: the in-flight
     /// window fills and then drains at once, 2,500 messages per second at most.
