@@ -85,6 +85,41 @@ pub enum BridgeError {
         /// What rustls reported.
         reason: String,
     },
+    /// The spool directory is held by another running bridge.
+    #[error(
+        "spool directory {} is in use by another running bridge (its lock file {}/lock is \
+         held); give each bridge process its own --spool-dir",
+        dir.display(),
+        dir.display()
+    )]
+    SpoolLocked {
+        /// The spool directory.
+        dir: PathBuf,
+    },
+    /// A spool segment is damaged other than by a torn last write.
+    #[error(
+        "spool segment {} is corrupt at byte offset {offset}: {reason}; the bridge does not \
+         start rather than skip messages silently: `e4k bridge spool inspect` shows what the \
+         spool holds, and moving the file away discards the messages in it",
+        file.display()
+    )]
+    SpoolCorrupt {
+        /// The segment file.
+        file: PathBuf,
+        /// Where the damaged record starts.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A spool file or directory could not be read or written.
+    #[error("spool: cannot use {}", path.display())]
+    SpoolIo {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A bridge task ended abnormally (a bug: it panicked).
     #[error("bridge task `{task}` failed: {reason}")]
     Task {

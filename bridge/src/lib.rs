@@ -10,6 +10,8 @@
 //!   configured connectors and [`Bridge::run`] connects both brokers, forwards messages with
 //!   ordered at-least-once delivery, serves `/metrics`, `/healthz` and `/readyz`, and drains
 //!   and disconnects on shutdown.
+//! - [`spool`]: the durable store-and-forward spool (`--spool-dir`) and
+//!   [`spool::inspect`].
 //! - [`error`]: [`BridgeError`], for input that cannot be read or parsed and for failures to
 //!   start.
 //!
@@ -31,6 +33,7 @@
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod spool;
 
 pub use engine::{Bridge, BridgeHandle, RunOptions};
 pub use error::BridgeError;

@@ -174,7 +174,7 @@ pub(crate) struct Ticket {
 
 impl Ticket {
     /// Releases the place at once.
-    fn complete(self) {
+    pub(crate) fn complete(self) {
         if let Some(gate) = self.release() {
             gate.wake.notify_one();
         }
@@ -292,6 +292,11 @@ impl Gate {
         self.space.notify_one();
     }
 
+    /// Whether every received message has been acknowledged to the source.
+    pub(crate) fn is_idle(&self) -> bool {
+        lock(&self.state).entries.is_empty() && !self.busy.load(Ordering::Acquire)
+    }
+
     /// Messages held whose forwards are not all settled.
     fn unsettled(&self) -> usize {
         lock(&self.state).unsettled
@@ -311,8 +316,19 @@ impl Gate {
 /// How a forward ends.
 #[derive(Debug)]
 pub(crate) struct Settle {
-    ticket: Option<Ticket>,
-    metrics: Arc<RouteMetrics>,
+    /// The origin's gate place (none for QoS 0, and for forwards read from the spool, whose
+    /// source was acknowledged when they became durable).
+    pub(crate) ticket: Option<Ticket>,
+    pub(crate) metrics: Arc<RouteMetrics>,
+    /// The spool record to remove once the forward is settled.
+    pub(crate) spool: Option<SpoolAck>,
+}
+
+/// Tells the spool that the record `seq` is settled.
+#[derive(Debug)]
+pub(crate) struct SpoolAck {
+    pub(crate) seq: u64,
+    pub(crate) tx: mpsc::UnboundedSender<u64>,
 }
 
 impl Settle {
@@ -322,6 +338,9 @@ impl Settle {
         if let Some(ticket) = self.ticket {
             ticket.complete();
         }
+        if let Some(ack) = self.spool {
+            let _ = ack.tx.send(ack.seq);
+        }
     }
 
     /// [`finish`](Self::finish), with the acker's wake-up deferred to `wakes`.
@@ -330,23 +349,31 @@ impl Settle {
         if let Some(ticket) = self.ticket {
             ticket.complete_deferred(wakes);
         }
+        if let Some(ack) = self.spool {
+            let _ = ack.tx.send(ack.seq);
+        }
     }
 
     /// Counts the drop but keeps the gate place: the message is not acknowledged, so the
-    /// source broker delivers it again after the reconnect that follows.
+    /// source broker delivers it again after the reconnect that follows. A spooled forward
+    /// is not a drop: it stays in the spool for the next start.
     fn abandon(self, reason: DropReason) {
-        self.metrics.end(Err(reason));
+        if self.spool.is_some() {
+            self.metrics.end_unsettled();
+        } else {
+            self.metrics.end(Err(reason));
+        }
     }
 }
 
 /// A forward on its way to the destination.
 #[derive(Debug)]
 pub(crate) struct Pending {
-    message: Message,
-    settle: Settle,
+    pub(crate) message: Message,
+    pub(crate) settle: Settle,
     /// Written to a connection that was lost before the acknowledgement: publishing it again
     /// is a retry (a forward rumqttc had not written yet is merely published late).
-    written: bool,
+    pub(crate) written: bool,
 }
 
 #[derive(Debug, Default)]
@@ -1009,6 +1036,7 @@ impl PollCtx {
                     seq,
                 }),
                 metrics: Arc::clone(&route.metrics),
+                spool: None,
             };
             let props = if left == 0 {
                 properties.take()

@@ -5,7 +5,9 @@
 //! - `/readyz`: `200` when every connection is up, subscribed, and neither refusing nor
 //!   sitting on (stalled) the bridge's messages, else `503`; the body is a
 //!   JSON [`Readiness`] naming each connection, whether it is connected and subscribed, and
-//!   its last error.
+//!   its last error. With a spool (`--spool-dir`), a broker that is down or stalled does not
+//!   make the bridge unready (spooling is its job then); a spool queue that is full, cannot
+//!   write or is corrupt does, and `spool` names its state.
 
 use std::sync::Arc;
 
@@ -29,6 +31,8 @@ pub struct Readiness {
     pub shutting_down: bool,
     /// Every connection.
     pub connections: Vec<ConnectionStatus>,
+    /// Every spool queue (empty without `--spool-dir`).
+    pub spool: Vec<super::SpoolStatus>,
 }
 
 /// The state of one broker connection.

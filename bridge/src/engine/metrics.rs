@@ -13,6 +13,13 @@
 //! | `e4k_bridge_connection_attempts_failed_total` | counter | bridge, broker, client_id |
 //! | `e4k_bridge_connection_session_lost_total` | counter | bridge, broker, client_id |
 //! | `e4k_bridge_connection_published_total` | counter | bridge, broker, client_id |
+//! | `e4k_bridge_spool_bytes` | gauge | queue |
+//! | `e4k_bridge_spool_messages` | gauge | queue |
+//! | `e4k_bridge_spool_oldest_message_age_seconds` | gauge | queue |
+//! | `e4k_bridge_spool_full` | gauge | queue |
+//! | `e4k_bridge_spool_fsyncs_total` | counter | queue |
+//! | `e4k_bridge_spool_write_errors_total` | counter | queue |
+//! | `e4k_bridge_spool_torn_records_total` | counter | queue |
 //!
 //! `received` counts each message once per route that matched it; `forwarded` counts it once
 //! the destination acknowledged it (PUBACK, or PUBREC for QoS 2; when it was written for
@@ -59,11 +66,13 @@ pub enum DropReason {
     Unroutable,
     /// The source broker sent more unacknowledged messages than its Receive Maximum allows.
     Overflow,
+    /// The spool was full and its oldest messages were dropped (`--spool-when-full drop-oldest`).
+    SpoolFull,
 }
 
 impl DropReason {
     /// Every reason, in label order.
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::Oversize,
         DropReason::Expired,
         DropReason::HopLimit,
@@ -72,6 +81,7 @@ impl DropReason {
         DropReason::Disconnected,
         DropReason::Unroutable,
         DropReason::Overflow,
+        DropReason::SpoolFull,
     ];
 
     /// The `reason` label value.
@@ -85,6 +95,7 @@ impl DropReason {
             DropReason::Disconnected => "disconnected",
             DropReason::Unroutable => "unroutable",
             DropReason::Overflow => "overflow",
+            DropReason::SpoolFull => "spool_full",
         }
     }
 
@@ -139,6 +150,78 @@ pub(crate) struct Metrics {
     published: Family<ConnLabels, Counter>,
     /// Forwards created and not yet settled, over all routes (for the shutdown drain).
     outstanding: Arc<AtomicUsize>,
+    spool: SpoolFamilies,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    queue: String,
+}
+
+/// The spool's families, per queue (`<bridge>~<broker>~<client id>` of the destination).
+#[derive(Default)]
+struct SpoolFamilies {
+    bytes: Family<QueueLabels, Gauge>,
+    messages: Family<QueueLabels, Gauge>,
+    oldest: Family<QueueLabels, Gauge>,
+    full: Family<QueueLabels, Gauge>,
+    fsyncs: Family<QueueLabels, Counter>,
+    write_errors: Family<QueueLabels, Counter>,
+    torn: Family<QueueLabels, Counter>,
+}
+
+impl SpoolFamilies {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "spool_bytes",
+            "Bytes of the spool queue's segment files",
+            self.bytes.clone(),
+        );
+        registry.register(
+            "spool_messages",
+            "Messages in the spool queue not yet acknowledged by the destination",
+            self.messages.clone(),
+        );
+        registry.register_with_unit(
+            "spool_oldest_message_age",
+            "Age of the oldest message in the spool queue",
+            Unit::Seconds,
+            self.oldest.clone(),
+        );
+        registry.register(
+            "spool_full",
+            "1 while the spool is full (block: sources are not acknowledged; drop-oldest: \
+             the oldest messages are dropped)",
+            self.full.clone(),
+        );
+        registry.register(
+            "spool_fsyncs",
+            "fdatasync calls of the spool queue (one covers a batch of messages)",
+            self.fsyncs.clone(),
+        );
+        registry.register(
+            "spool_write_errors",
+            "Spool writes or syncs that failed (e.g. ENOSPC); the batch is retried",
+            self.write_errors.clone(),
+        );
+        registry.register(
+            "spool_torn_records",
+            "Torn records cut off the end of the spool queue at startup (a crash mid-write)",
+            self.torn.clone(),
+        );
+    }
+}
+
+/// The spool metric handles of one queue.
+#[derive(Debug, Clone)]
+pub(crate) struct SpoolMetrics {
+    pub(crate) bytes: Gauge,
+    pub(crate) messages: Gauge,
+    pub(crate) oldest_secs: Gauge,
+    pub(crate) full: Gauge,
+    pub(crate) fsyncs: Counter,
+    pub(crate) write_errors: Counter,
+    pub(crate) torn: Counter,
 }
 
 impl Metrics {
@@ -213,6 +296,8 @@ impl Metrics {
             "Messages the bridge published on this connection that the broker acknowledged",
             published.clone(),
         );
+        let spool = SpoolFamilies::default();
+        spool.register(registry);
         #[cfg(target_os = "linux")]
         root.register_collector(Box::new(super::process::ProcessCollector));
         Metrics {
@@ -229,6 +314,24 @@ impl Metrics {
             session_lost,
             published,
             outstanding: Arc::new(AtomicUsize::new(0)),
+            spool,
+        }
+    }
+
+    /// The spool handles of one queue.
+    pub(crate) fn spool(&self, queue: &str) -> SpoolMetrics {
+        let labels = QueueLabels {
+            queue: queue.to_owned(),
+        };
+        let f = &self.spool;
+        SpoolMetrics {
+            bytes: f.bytes.get_or_create_owned(&labels),
+            messages: f.messages.get_or_create_owned(&labels),
+            oldest_secs: f.oldest.get_or_create_owned(&labels),
+            full: f.full.get_or_create_owned(&labels),
+            fsyncs: f.fsyncs.get_or_create_owned(&labels),
+            write_errors: f.write_errors.get_or_create_owned(&labels),
+            torn: f.torn.get_or_create_owned(&labels),
         }
     }
 
@@ -250,6 +353,7 @@ impl Metrics {
                 .clone()
         });
         Arc::new(RouteMetrics {
+            name: route.to_owned(),
             received: self.received.get_or_create_owned(&labels),
             forwarded: self.forwarded.get_or_create_owned(&labels),
             duplicate: self.duplicate.get_or_create_owned(&labels),
@@ -293,6 +397,7 @@ impl Metrics {
 /// The metric handles of one route and direction, resolved once.
 #[derive(Debug)]
 pub(crate) struct RouteMetrics {
+    name: String,
     pub(crate) received: Counter,
     pub(crate) forwarded: Counter,
     pub(crate) duplicate: Counter,
@@ -304,6 +409,11 @@ pub(crate) struct RouteMetrics {
 }
 
 impl RouteMetrics {
+    /// The route's name.
+    pub(crate) fn route_name(&self) -> &str {
+        &self.name
+    }
+
     /// A forward begins: counted as received and in flight.
     pub(crate) fn begin(&self) {
         self.received.inc();
@@ -323,6 +433,12 @@ impl RouteMetrics {
                 self.dropped[reason.index()].inc();
             }
         }
+        self.outstanding.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// A spooled forward that ends unsettled (at shutdown): it stays in the spool.
+    pub(crate) fn end_unsettled(&self) {
+        self.inflight.dec();
         self.outstanding.fetch_sub(1, Ordering::AcqRel);
     }
 

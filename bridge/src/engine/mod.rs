@@ -58,6 +58,7 @@ pub(crate) mod metrics;
 pub(crate) mod mqtt;
 #[cfg(target_os = "linux")]
 pub(crate) mod process;
+pub(crate) mod spooler;
 pub(crate) mod tls;
 
 use std::net::SocketAddr;
@@ -77,6 +78,7 @@ pub use self::backoff::BackoffPolicy;
 pub use self::forward::{HOPS_PROPERTY, RetainPolicy};
 pub use self::health::{ConnectionStatus, Readiness};
 pub use self::metrics::DropReason;
+pub use self::spooler::SpoolStatus;
 
 use self::conn::{Conn, Credentials, Policy, PollCtx, RouteCtx, Setup, Side};
 use self::metrics::Metrics;
@@ -86,6 +88,7 @@ use crate::config::{
     Route, SessionRole, Transport,
 };
 use crate::error::BridgeError;
+use crate::spool::{Spool, SpoolOptions};
 
 /// Default hop limit.
 pub const DEFAULT_HOP_LIMIT: u32 = 8;
@@ -119,6 +122,8 @@ pub struct RunOptions {
     pub drain_timeout: Duration,
     /// TCP + TLS + CONNACK timeout, whole seconds (at least 1).
     pub connect_timeout: Duration,
+    /// Store-and-forward on disk (`--spool-dir`); `None` keeps messages only in the brokers.
+    pub spool: Option<SpoolOptions>,
 }
 
 impl Default for RunOptions {
@@ -132,6 +137,7 @@ impl Default for RunOptions {
             backoff: BackoffPolicy::default(),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             connect_timeout: Duration::from_secs(10),
+            spool: None,
         }
     }
 }
@@ -143,6 +149,10 @@ pub(crate) struct Shared {
     shutting_down: CancellationToken,
     /// The first task failure, reported by [`Bridge::run`].
     failure: Mutex<Option<BridgeError>>,
+    /// The spool, when there is one (its lock is held while the bridge lives).
+    pub(crate) spool: Option<Spool>,
+    /// The state of each spool queue, for `/readyz`.
+    spool_status: Vec<Arc<Mutex<SpoolStatus>>>,
 }
 
 impl Shared {
@@ -166,14 +176,39 @@ impl Shared {
             })
             .collect();
         let shutting_down = self.shutting_down.is_cancelled();
+        let spool: Vec<SpoolStatus> = self
+            .spool_status
+            .iter()
+            .map(|status| {
+                status
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+            })
+            .collect();
+        // With a spool, a broker that is down or stalled is what the spool is for: the
+        // bridge stays ready while every queue takes messages. Refusals still count.
+        let spooling = self.spool.is_some();
+        let connection_ready = |c: &ConnectionStatus| {
+            c.is_ready()
+                || (spooling && !c.publishes_refused && (!c.connected || c.stalled_secs.is_some()))
+        };
         Readiness {
-            ready: !shutting_down && connections.iter().all(ConnectionStatus::is_ready),
+            ready: !shutting_down
+                && connections.iter().all(connection_ready)
+                && spool.iter().all(SpoolStatus::is_ready),
             shutting_down,
             connections,
+            spool,
         }
     }
 
     fn drained(&self) -> bool {
+        if self.spool.is_some() {
+            // Every message received is durable and acknowledged to its source; what the
+            // destinations have not acknowledged stays in the spool for the next start.
+            return self.conns.iter().all(|conn| conn.gate.is_idle());
+        }
         self.metrics.outstanding() == 0
             && self
                 .conns
@@ -217,6 +252,8 @@ struct Prepared {
     /// Queue capacity of this connection's publisher kept for the QoS ≥ 1 forwards of every
     /// connection that publishes through it.
     reserve: usize,
+    /// This connection's spool queue, when it is a destination and there is a spool.
+    lane: Option<spooler::Lane>,
 }
 
 /// A configured bridge, ready to [`run`](Bridge::run).
@@ -304,6 +341,14 @@ impl Bridge {
                 plan.instance(instance, implicit_share);
             }
         }
+        let spool = match &options.spool {
+            Some(spool_options) => Some(open_lanes(spool_options, &mut conns, &metrics)?),
+            None => None,
+        };
+        let spool_status = conns
+            .iter()
+            .filter_map(|c| c.lane.as_ref().map(|lane| Arc::clone(&lane.status)))
+            .collect();
         let shared_conns = conns.iter().map(|c| Arc::clone(&c.conn)).collect();
         Ok(Bridge {
             shared: Arc::new(Shared {
@@ -311,6 +356,8 @@ impl Bridge {
                 conns: shared_conns,
                 shutting_down: CancellationToken::new(),
                 failure: Mutex::new(None),
+                spool,
+                spool_status,
             }),
             conns,
             options,
@@ -383,8 +430,26 @@ impl Bridge {
                 unroutable,
                 setup,
                 dest,
+                lane,
                 ..
             } = prepared;
+            // With a spool the origins' forwards go to the spool task, which feeds the
+            // publisher from the queue.
+            let rx = match lane {
+                Some(lane) => {
+                    let budget = spooler::budget(window);
+                    let (out_tx, out_rx) = mpsc::channel::<conn::Pending>(budget + 1);
+                    spawn(
+                        &tracker,
+                        &shared,
+                        &stop,
+                        "spool",
+                        spooler::run(lane, Arc::clone(&shared), rx, out_tx, budget, stop.clone()),
+                    );
+                    out_rx
+                }
+                None => rx,
+            };
             let (forward_tx, reserve) = match dest {
                 Some(dest) => (txs[dest].clone(), reserves[dest]),
                 // No routes: nothing is ever forwarded (every message counts as unroutable).
@@ -714,7 +779,67 @@ fn prepare_conn(
         setup: setup(connection),
         dest: None,
         reserve: 0,
+        lane: None,
     }
+}
+
+/// Opens the spool and the queue of every destination connection.
+fn open_lanes(
+    options: &SpoolOptions,
+    conns: &mut [Prepared],
+    metrics: &Metrics,
+) -> Result<Spool, BridgeError> {
+    let spool = Spool::open(options.clone())?;
+    let destinations: Vec<usize> = conns.iter().filter_map(|c| c.dest).collect();
+    let mut names = Vec::new();
+    for (index, prepared) in conns.iter_mut().enumerate() {
+        if !destinations.contains(&index) {
+            continue;
+        }
+        let conn = &prepared.conn;
+        let name = format!("{}~{}~{}", conn.bridge, conn.side.as_str(), conn.client_id);
+        let direction = match conn.side {
+            Side::Remote => Direction::LocalToRemote,
+            Side::Local => Direction::RemoteToLocal,
+        };
+        let lane = spooler::Lane::open(
+            &spool,
+            name.clone(),
+            conn.bridge.clone(),
+            direction.as_str(),
+            metrics.spool(&name),
+        )?;
+        names.push(name);
+        prepared.lane = Some(lane);
+    }
+    let origins: Vec<(usize, Vec<Arc<RouteCtx>>)> = conns
+        .iter()
+        .filter_map(|c| c.dest.map(|d| (d, c.routes.clone())))
+        .collect();
+    for (dest, routes) in origins {
+        if let Some(lane) = conns[dest].lane.as_mut() {
+            for route in routes {
+                lane.routes
+                    .insert(route.name.clone(), Arc::clone(&route.metrics));
+            }
+        }
+    }
+    for unused in spool.unused(&names) {
+        warn!(
+            queue = %unused,
+            "spool: queue {unused} belongs to no session of this configuration (a renamed \
+             bridge, route or client ID?); its messages stay on disk undelivered \
+             (`e4k bridge spool inspect` shows them)"
+        );
+    }
+    info!(
+        dir = %options.dir.display(),
+        max_bytes = options.max_bytes,
+        when_full = options.when_full.as_str(),
+        queues = names.len(),
+        "spool open"
+    );
+    Ok(spool)
 }
 
 fn mqtt_options(

@@ -9,6 +9,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use e4k_bridge::config::resolve::{DEFAULT_CONFIGMAPS_DIR, DEFAULT_SECRETS_DIR};
 use e4k_bridge::config::{self, ConfigOptions, LogLevel, RawConfig, Report, Severity};
 use e4k_bridge::engine::{BackoffPolicy, DEFAULT_HOP_LIMIT, DEFAULT_METRICS_LISTEN, RetainPolicy};
+use e4k_bridge::spool::{self, SpoolOptions, SpoolReport, WhenFull};
 use e4k_bridge::{Bridge, BridgeError, RunOptions};
 use serde::Serialize;
 
@@ -38,6 +39,27 @@ Exit status: 0 after a clean shutdown, 1 when the bridge cannot start (metrics a
         after_help = "Example:\n  e4k bridge validate --config bridge.yaml --secrets-dir ./secrets"
     )]
     Validate(ConfigArgs),
+    /// The durable spool of `e4k bridge run --spool-dir`.
+    #[command(subcommand)]
+    Spool(SpoolCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SpoolCommand {
+    /// Print what a spool holds, per queue (destination session) and route: messages, bytes,
+    /// age of the oldest. Reads without starting the bridge and without taking its lock, so
+    /// it works beside a running bridge.
+    #[command(after_help = "\
+Example:
+  e4k bridge spool inspect --spool-dir /var/lib/e4k/spool --output json
+
+Exit status: 0, 1 when the spool cannot be read or a segment is corrupt (the error names the
+file and offset).")]
+    Inspect {
+        /// The spool directory.
+        #[arg(long, value_name = "DIR", env = "E4K_SPOOL_DIR")]
+        spool_dir: PathBuf,
+    },
 }
 
 /// Where the configuration and its files are, and what overrides it.
@@ -81,6 +103,15 @@ impl ConfigArgs {
     }
 }
 
+/// `--spool-when-full`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum WhenFullArg {
+    /// Stop acknowledging the sources until the destination takes messages.
+    Block,
+    /// Drop the oldest spooled messages (counted per route, reason="spool_full").
+    DropOldest,
+}
+
 /// `--retain`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum RetainArg {
@@ -121,6 +152,18 @@ pub(crate) struct RunArgs {
     /// Longest reconnect delay.
     #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
     reconnect_max: Duration,
+    /// Store-and-forward on disk: acknowledge each QoS 1 message to its source once it is
+    /// durable (fsync) here, and remove it after the destination acknowledged it, so that an
+    /// outage of either broker fills this directory, not the other broker's queue. One
+    /// directory per bridge process (a lock file refuses a second one).
+    #[arg(long, value_name = "DIR", env = "E4K_SPOOL_DIR")]
+    spool_dir: Option<PathBuf>,
+    /// The most disk the spool uses (plus one segment, a sixteenth of it), e.g. 1GiB, 500MB.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = spool::parse_size, requires = "spool_dir")]
+    spool_max_bytes: u64,
+    /// What a full spool does.
+    #[arg(long, value_enum, default_value_t = WhenFullArg::Block, requires = "spool_dir")]
+    spool_when_full: WhenFullArg,
 }
 
 /// Parses `500ms`, `10s`, `2m`, `1h` (a bare number is seconds).
@@ -151,7 +194,62 @@ pub(crate) fn run(command: BridgeCommand, out: &Output) -> anyhow::Result<ExitCo
     match command {
         BridgeCommand::Run(args) => run_bridge(args, out),
         BridgeCommand::Validate(args) => validate(&args, out),
+        BridgeCommand::Spool(SpoolCommand::Inspect { spool_dir }) => inspect(&spool_dir, out),
     }
+}
+
+fn inspect(dir: &Path, out: &Output) -> anyhow::Result<ExitCode> {
+    if !dir.is_dir() {
+        return Err(usage(format!(
+            "{}: no such spool directory (give the --spool-dir of `e4k bridge run`)",
+            dir.display()
+        )));
+    }
+    let report: SpoolReport = spool::inspect(dir)?;
+    out.emit(&report, |w| {
+        writeln!(
+            w,
+            "{}: {} message(s), {} byte(s) in {} queue(s)",
+            report.dir,
+            report.messages,
+            report.bytes,
+            report.queues.len()
+        )?;
+        for queue in &report.queues {
+            writeln!(
+                w,
+                "  {}: {} message(s), {} byte(s), {} segment(s){}{}",
+                queue.name,
+                queue.messages,
+                queue.bytes,
+                queue.segments,
+                queue
+                    .oldest_age_secs
+                    .map(|a| format!(", oldest {a}s"))
+                    .unwrap_or_default(),
+                if queue.torn_tail {
+                    ", torn last record (cut off at the next start)"
+                } else {
+                    ""
+                }
+            )?;
+            for route in &queue.routes {
+                writeln!(
+                    w,
+                    "    route {}: {} message(s), {} byte(s){}",
+                    route.route,
+                    route.messages,
+                    route.bytes,
+                    route
+                        .oldest_age_secs
+                        .map(|a| format!(", oldest {a}s"))
+                        .unwrap_or_default()
+                )?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The JSON shape of `e4k bridge validate`.
@@ -242,6 +340,15 @@ fn run_bridge(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode> {
     options.hop_limit = args.hop_limit;
     options.receive_maximum = args.receive_maximum;
     options.drain_timeout = args.drain_timeout;
+    options.spool = args.spool_dir.clone().map(|dir| {
+        let mut spool = SpoolOptions::new(dir);
+        spool.max_bytes = args.spool_max_bytes;
+        spool.when_full = match args.spool_when_full {
+            WhenFullArg::Block => WhenFull::Block,
+            WhenFullArg::DropOldest => WhenFull::DropOldest,
+        };
+        spool
+    });
     options.backoff = BackoffPolicy {
         initial: args.reconnect_initial,
         max: args.reconnect_max.max(args.reconnect_initial),
@@ -258,7 +365,9 @@ fn run_bridge(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode> {
             }
         }
         let bridge = Bridge::new(&resolved.bridges, options).map_err(|e| match e {
-            BridgeError::InstanceOutOfRange { .. } => usage(e.to_string()),
+            BridgeError::InstanceOutOfRange { .. } | BridgeError::SpoolLocked { .. } => {
+                usage(e.to_string())
+            }
             other => anyhow::Error::new(other),
         })?;
         let runtime = tokio::runtime::Builder::new_multi_thread()

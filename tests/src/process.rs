@@ -1,0 +1,220 @@
+//! Fixtures of the tests that run processes (the `e4k` binary, `mosquitto_sub`): a child
+//! killed on drop, `GET /readyz`, polling waits, signals, and a subscriber that counts the
+//! sequence numbers it receives.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A child process killed (SIGKILL) on drop.
+#[derive(Debug)]
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `check` every 25 ms; panics with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// `GET path` on 127.0.0.1:`port`: the status and the body.
+#[must_use]
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// The status of `GET /readyz` on 127.0.0.1:`port`.
+#[must_use]
+pub fn readyz(port: u16) -> Option<u16> {
+    http_get(port, "/readyz").map(|(status, _)| status)
+}
+
+/// Sends `signal` (e.g. `STOP`, `CONT`, `TERM`) to `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// What a [`SeqSubscriber`] counted.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// How often each sequence number arrived.
+    pub seen: Vec<u32>,
+    /// Lines that were not numbers (probes).
+    pub other: u64,
+}
+
+/// `mosquitto_sub` on a TLS broker with a persistent QoS 1 session (MQTT 5), counting the
+/// decimal sequence numbers it prints.
+#[derive(Debug)]
+pub struct SeqSubscriber {
+    _process: Process,
+    counts: Arc<Mutex<Counts>>,
+}
+
+impl SeqSubscriber {
+    /// Subscribes `topics` on localhost:`port` as `client_id`, with the CA `root` and the
+    /// client certificate and key `cert`/`key`.
+    #[must_use]
+    pub fn start(
+        port: u16,
+        client_id: &str,
+        topics: &[&str],
+        root: &Path,
+        (cert, key): (&Path, &Path),
+    ) -> SeqSubscriber {
+        let mut command = Command::new("mosquitto_sub");
+        command
+            .args(["-h", "localhost", "-p", &port.to_string(), "--cafile"])
+            .arg(root)
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key);
+        Self::spawn(command, client_id, topics)
+    }
+
+    /// Subscribes `topics` on the plain broker at 127.0.0.1:`port` as `client_id`.
+    #[must_use]
+    pub fn plain(port: u16, client_id: &str, topics: &[&str]) -> SeqSubscriber {
+        let mut command = Command::new("mosquitto_sub");
+        command.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+        Self::spawn(command, client_id, topics)
+    }
+
+    fn spawn(mut command: Command, client_id: &str, topics: &[&str]) -> SeqSubscriber {
+        command.args([
+            "-i", client_id, "-c", "-x", "3600", "-q", "1", "-V", "mqttv5",
+        ]);
+        for topic in topics {
+            command.args(["-t", topic]);
+        }
+        let mut process = Process(
+            command
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("mosquitto_sub"),
+        );
+        let counts: Arc<Mutex<Counts>> = Arc::default();
+        let sink = Arc::clone(&counts);
+        let stdout = process.0.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let mut counts = sink.lock().unwrap();
+                match line.trim().parse::<usize>() {
+                    Ok(n) => {
+                        if counts.seen.len() <= n {
+                            counts.seen.resize(n + 1, 0);
+                        }
+                        counts.seen[n] += 1;
+                    }
+                    Err(_) => counts.other += 1,
+                }
+            }
+        });
+        SeqSubscriber {
+            _process: process,
+            counts,
+        }
+    }
+
+    /// Non-number lines received so far.
+    #[must_use]
+    pub fn probes(&self) -> u64 {
+        self.counts.lock().unwrap().other
+    }
+
+    /// The numbers below `n` not received, and how many numbers arrived in all.
+    #[must_use]
+    pub fn tally(&self, n: u64) -> (Vec<u64>, u64) {
+        let counts = self.counts.lock().unwrap();
+        let missing = (0..n)
+            .filter(|&i| {
+                usize::try_from(i)
+                    .ok()
+                    .and_then(|i| counts.seen.get(i))
+                    .copied()
+                    .unwrap_or(0)
+                    == 0
+            })
+            .collect();
+        let received = counts.seen.iter().map(|&c| u64::from(c)).sum();
+        (missing, received)
+    }
+
+    /// Waits up to `timeout` until every number below `n` arrived, or nothing arrived for
+    /// 5 s (then 500 ms more for late duplicates); returns the missing ones and the duplicates.
+    #[must_use]
+    pub fn settle(&self, n: u64, timeout: Duration) -> (Vec<u64>, u64) {
+        let deadline = Instant::now() + timeout;
+        let mut last = (0, Instant::now());
+        loop {
+            let (missing, received) = self.tally(n);
+            if missing.is_empty() || Instant::now() > deadline {
+                break;
+            }
+            if received != last.0 {
+                last = (received, Instant::now());
+            } else if last.1.elapsed() > Duration::from_secs(5) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let (missing, received) = self.tally(n);
+        let duplicates = received.saturating_sub(n - missing.len() as u64);
+        (missing, duplicates)
+    }
+}
+
+/// `missing` as ranges, `a..b` (at most 10), for failure messages.
+#[must_use]
+pub fn ranges(missing: &[u64]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < missing.len() && out.len() < 10 {
+        let start = missing[i];
+        let mut end = start;
+        while i + 1 < missing.len() && missing[i + 1] == end + 1 {
+            i += 1;
+            end = missing[i];
+        }
+        out.push(format!("{start}..={end}"));
+        i += 1;
+    }
+    out.join(", ")
+}
