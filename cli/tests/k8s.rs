@@ -186,3 +186,134 @@ fn manifests_validate_against_kubernetes_schemas() {
     assert_eq!(json["name"], "e4k-my-mqtt-bridge");
     assert_eq!(json["secrets"], serde_json::json!(["bridge-client-cert"]));
 }
+
+/// The lines a spool adds to the seed's manifests (10Gi on `managed-csi`).
+const SPOOL_LINES: [&str; 18] = [
+    "            - --spool-dir\n",
+    "            - /var/lib/e4k/spool\n",
+    "            - --spool-max-bytes\n",
+    "            - \"9596567552\"\n",
+    "            - name: spool\n",
+    "              mountPath: /var/lib/e4k/spool\n",
+    "  volumeClaimTemplates:\n",
+    "    - metadata:\n",
+    "        name: spool\n",
+    "      spec:\n",
+    "        accessModes: [\"ReadWriteOnce\"]\n",
+    "        storageClassName: managed-csi\n",
+    "        resources:\n",
+    "          requests:\n",
+    "            storage: 10Gi\n",
+    "  persistentVolumeClaimRetentionPolicy:\n",
+    "    whenDeleted: Retain\n",
+    "    whenScaled: Retain\n",
+];
+
+#[test]
+fn every_bridge_pod_gets_a_spool_volume_unless_no_spool() {
+    let d = Dir::new();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/bridge.yaml");
+    let manifests = |extra: &[&str]| {
+        let mut args = vec![
+            "k8s",
+            "manifests",
+            "--bridge-config",
+            config,
+            "-n",
+            "factory",
+        ];
+        args.extend(extra);
+        d.e4k(&args)
+    };
+    let spooled = manifests(&[
+        "--spool-size",
+        "10Gi",
+        "--spool-storage-class",
+        "managed-csi",
+    ])
+    .ok()
+    .stdout;
+    std::fs::write(d.path("spooled.yaml"), &spooled).unwrap();
+    for version in ["1.30.0", "1.33.0"] {
+        let validated = d.run(
+            "kubernetes-validate",
+            &["--strict", "-k", version, "spooled.yaml"],
+        );
+        assert_eq!(validated.code, 0, "{validated:#?}");
+        assert_eq!(
+            validated.stdout.matches(" passed for resource ").count(),
+            4,
+            "{}",
+            validated.stdout
+        );
+    }
+    // Each line once; without them, the manifests are exactly those of --no-spool.
+    let mut rest: Vec<&str> = spooled.split_inclusive('\n').collect();
+    for line in SPOOL_LINES {
+        let at: Vec<usize> = (0..rest.len()).filter(|&i| rest[i] == line).collect();
+        assert_eq!(at.len(), 1, "{line:?} in\n{spooled}");
+        rest.remove(at[0]);
+    }
+    let unspooled = manifests(&["--no-spool"]).ok().stdout;
+    assert!(!unspooled.contains("spool"), "{unspooled}");
+    assert_eq!(rest.concat(), unspooled);
+
+    // The default: 1Gi on the default storage class.
+    let default = manifests(&[]).ok().stdout;
+    assert!(default.contains("            storage: 1Gi\n"), "{default}");
+    assert!(
+        default.contains("            - \"899258777\"\n"),
+        "{default}"
+    );
+    assert!(!default.contains("storageClassName"), "{default}");
+
+    let json = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "--output",
+            "json",
+            "k8s",
+            "manifests",
+            "--bridge-config",
+            config,
+        ];
+        args.extend(extra);
+        serde_json::from_str(&d.e4k(&args).ok().stdout).unwrap()
+    };
+    assert_eq!(
+        json(&[])["spool"],
+        serde_json::json!({"size_bytes": 1_073_741_824_u64, "storage_class": null, "max_bytes": 899_258_777}),
+    );
+    assert_eq!(
+        json(&["--spool-size", "10G", "--spool-storage-class", "fast"])["spool"],
+        serde_json::json!({"size_bytes": 10_000_000_000_u64, "storage_class": "fast", "max_bytes": 8_932_891_136_u64}),
+    );
+    assert_eq!(json(&["--no-spool"])["spool"], serde_json::Value::Null);
+
+    // Sizes that are not a Kubernetes quantity, or too small, name the flag; --no-spool
+    // refuses the other two.
+    assert_eq!(
+        manifests(&["--spool-size", "8Mi"]).fails(2),
+        "e4k: error: invalid --spool-size \"8Mi\": the spool volume must be at least 16Mi"
+    );
+    let line = manifests(&["--spool-size", "900MiB"]).fails(2);
+    assert!(
+        line.starts_with("e4k: error: invalid --spool-size \"900MiB\": give a size in bytes as a Kubernetes quantity"),
+        "{line}"
+    );
+    let line = manifests(&["--spool-storage-class", "Fast_SSD"]).fails(2);
+    assert!(
+        line.starts_with("e4k: error: invalid --spool-storage-class \"Fast_SSD\": "),
+        "{line}"
+    );
+    for conflicting in [["--spool-size", "2Gi"], ["--spool-storage-class", "fast"]] {
+        let mut extra = vec!["--no-spool"];
+        extra.extend(conflicting);
+        let run = manifests(&extra);
+        assert_eq!(run.code, 2, "{run:#?}");
+        assert!(
+            run.stderr.contains("'--no-spool' cannot be used with"),
+            "{}",
+            run.stderr
+        );
+    }
+}

@@ -93,6 +93,17 @@ fn up_twice_changes_nothing_the_second_time() {
         "pki/certs/intermediate_ca.crt",
     ])
     .ok();
+    // Each bridge pod gets a 1Gi spool volume by default.
+    let manifests = std::fs::read_to_string(d.path("e4k-out/k8s/bridge.yaml")).unwrap();
+    assert!(
+        manifests.contains("  volumeClaimTemplates:\n"),
+        "{manifests}"
+    );
+    assert!(
+        manifests.contains("            storage: 1Gi\n"),
+        "{manifests}"
+    );
+    assert!(manifests.contains("            - --spool-dir\n            - /var/lib/e4k/spool\n"));
     let before = snapshot(d.dir.path());
 
     let second: serde_json::Value =
@@ -109,5 +120,34 @@ fn up_twice_changes_nothing_the_second_time() {
         snapshot(d.dir.path()),
         before,
         "the second run changed files"
+    );
+
+    // The spool flags reach the manifests; --no-spool renders them without one.
+    let with = |extra: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(extra);
+        d.e4k_env(&all, &env).ok();
+        std::fs::read_to_string(d.path("e4k-out/k8s/bridge.yaml")).unwrap()
+    };
+    let manifests = with(&["--spool-size", "2Gi", "--spool-storage-class", "fast"]);
+    assert!(
+        manifests.contains("            storage: 2Gi\n"),
+        "{manifests}"
+    );
+    assert!(
+        manifests.contains("        storageClassName: fast\n"),
+        "{manifests}"
+    );
+    let manifests = with(&["--no-spool"]);
+    assert!(!manifests.contains("spool"), "{manifests}");
+    // (--output json: the error line is JSON.)
+    let line = d
+        .e4k_env(&[&args[..], &["--spool-size", "1MiB"]].concat(), &env)
+        .fails(2);
+    let error: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let error = error["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("invalid --spool-size \"1MiB\": "),
+        "{error}"
     );
 }

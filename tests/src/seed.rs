@@ -75,6 +75,7 @@ pub async fn up(dir: &Path, arm_url: &str) -> io::Result<Seeded> {
                 secrets: vec!["bridge-client-cert".into()],
                 config_maps: Vec::new(),
                 service_account_token: None,
+                spool: None,
             },
             concurrency: 8,
             bridge_sessions: None,

@@ -30,7 +30,7 @@ use e4k_provisioning::{
         arm::{ArmClient, ArmConfig},
         credential::StaticToken,
     },
-    k8s::manifests::ManifestInput,
+    k8s::manifests::{ManifestInput, SpoolVolume},
     up::{self, UpOptions},
 };
 use serde::Serialize;
@@ -194,6 +194,11 @@ async fn demo(dir: &Path, repeat: u32, out: &Output) -> anyhow::Result<DemoOutpu
                 secrets: vec!["bridge-client-cert".into()],
                 config_maps: Vec::new(),
                 service_account_token: None,
+                // As `e4k up` renders them by default.
+                spool: Some(SpoolVolume {
+                    size_bytes: SpoolVolume::DEFAULT_SIZE,
+                    storage_class: None,
+                }),
             },
             concurrency: 8,
             bridge_sessions: None,

@@ -8,7 +8,7 @@ use e4k_bridge::config::{
 };
 use e4k_provisioning::k8s::{
     apply,
-    manifests::{self, ManifestInput, ProjectedToken},
+    manifests::{self, ManifestInput, ProjectedToken, SpoolVolume},
     secret::{self, SecretFiles},
 };
 use serde::Serialize;
@@ -49,10 +49,59 @@ pub(crate) struct ManifestsArgs {
     /// configuration authenticates to it with one.
     #[arg(long, default_value = "aio-mq")]
     sat_audience: String,
+    #[command(flatten)]
+    spool: SpoolArgs,
     /// Apply them to the cluster of the current kubeconfig (server-side apply, field manager
     /// e4k) instead of printing them.
     #[arg(long)]
     apply: bool,
+}
+
+/// Each bridge pod's persistent spool volume (`e4k k8s manifests`, `e4k up`).
+#[derive(Debug, Args)]
+pub(crate) struct SpoolArgs {
+    /// Size of each pod's spool volume, a Kubernetes quantity (512Mi, 1Gi, 10G, or bytes); the
+    /// bridge spools up to 90% of it less one 64 MiB segment.
+    #[arg(long, value_name = "QUANTITY", default_value = "1Gi")]
+    spool_size: String,
+    /// Storage class of the spool volumes (default: the cluster's default storage class).
+    #[arg(long, value_name = "NAME")]
+    spool_storage_class: Option<String>,
+    /// No spool volume: the bridge keeps messages in memory only.
+    #[arg(long, conflicts_with_all = ["spool_size", "spool_storage_class"])]
+    no_spool: bool,
+}
+
+impl SpoolArgs {
+    /// The spool volume these flags ask for, or `None` with `--no-spool`.
+    pub(crate) fn volume(&self) -> anyhow::Result<Option<SpoolVolume>> {
+        if self.no_spool {
+            return Ok(None);
+        }
+        Ok(Some(SpoolVolume::from_flags(
+            &self.spool_size,
+            self.spool_storage_class.clone(),
+        )?))
+    }
+}
+
+/// The JSON shape of a spool volume: its size, its storage class and the bridge's
+/// `--spool-max-bytes`.
+#[derive(Debug, Serialize)]
+struct SpoolOutput {
+    size_bytes: u64,
+    storage_class: Option<String>,
+    max_bytes: u64,
+}
+
+impl From<&SpoolVolume> for SpoolOutput {
+    fn from(spool: &SpoolVolume) -> Self {
+        Self {
+            size_bytes: spool.size_bytes,
+            storage_class: spool.storage_class.clone(),
+            max_bytes: spool.max_bytes(),
+        }
+    }
 }
 
 /// The JSON shape of `--apply`.
@@ -92,6 +141,7 @@ struct ManifestsOutput {
     replicas: u32,
     secrets: Vec<String>,
     config_maps: Vec<String>,
+    spool: Option<SpoolOutput>,
     yaml: String,
 }
 
@@ -140,6 +190,7 @@ pub(crate) fn run(command: K8sCommand, out: &Output) -> anyhow::Result<ExitCode>
 }
 
 fn manifests_cmd(args: ManifestsArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let spool = args.spool.volume()?;
     let text = std::fs::read_to_string(&args.bridge_config)
         .map_err(|e| usage(format!("cannot read {}: {e}", args.bridge_config.display())))?;
     let raw = RawConfig::load(&args.bridge_config)?;
@@ -180,6 +231,7 @@ fn manifests_cmd(args: ManifestsArgs, out: &Output) -> anyhow::Result<ExitCode> 
                 }),
                 _ => None,
             }),
+        spool,
     };
     let yaml = manifests::render(&input, e4k_templates::K8S_BRIDGE_YAML)?;
     if args.apply {
@@ -191,6 +243,7 @@ fn manifests_cmd(args: ManifestsArgs, out: &Output) -> anyhow::Result<ExitCode> 
         replicas: input.replicas,
         secrets: input.secrets,
         config_maps: input.config_maps,
+        spool: input.spool.as_ref().map(SpoolOutput::from),
         yaml,
     };
     out.emit(&output, |w| w.write_all(output.yaml.as_bytes()))?;

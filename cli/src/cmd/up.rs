@@ -12,7 +12,10 @@ use e4k_provisioning::{
     up::{self, Status, Step, UpOptions},
 };
 
-use super::eventgrid::{ArmArgs, arm_client};
+use super::{
+    eventgrid::{ArmArgs, arm_client},
+    k8s::SpoolArgs,
+};
 use crate::{
     output::{Output, usage},
     signals,
@@ -46,6 +49,8 @@ pub(crate) struct UpArgs {
     /// The Kubernetes namespace.
     #[arg(long, short = 'n')]
     namespace: Option<String>,
+    #[command(flatten)]
+    spool: SpoolArgs,
     /// Apply the Secret and the manifests to the current kubeconfig's cluster.
     #[arg(long)]
     apply: bool,
@@ -98,6 +103,7 @@ pub(crate) fn run(args: UpArgs, out: &Output) -> anyhow::Result<ExitCode> {
             ));
         }
     };
+    let spool = args.spool.volume()?;
     let up_bridge_source = bridge_path.display().to_string();
     let up_options = UpOptions {
         spec: args.arm.spec.spec.clone(),
@@ -119,6 +125,7 @@ pub(crate) fn run(args: UpArgs, out: &Output) -> anyhow::Result<ExitCode> {
             secrets: vec![files.secret.clone()],
             config_maps: Vec::new(),
             service_account_token: None,
+            spool,
         },
         concurrency: DEFAULT_CONCURRENCY,
         bridge_sessions: Some(BridgeSessions {
