@@ -7,53 +7,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use e4k_tests::Mosquitto;
 use e4k_tests::bridge::ConnectorYaml;
 use e4k_tests::faults::{self, BRIDGE_SECRET, FaultPki};
+use e4k_tests::process::{Process, SeqSubscriber, readyz, wait_until};
 
 /// The bridge's in-flight window (`--receive-maximum`).
 const WINDOW: u64 = 100;
 const TOPIC: &str = "e2e/seq";
 const WAIT: Duration = Duration::from_secs(20);
-
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-/// The status of `GET /readyz` on 127.0.0.1:port.
-fn readyz(port: u16) -> Option<u16> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response.split(' ').nth(1)?.parse().ok()
-}
-
-/// A child process killed on drop.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn config_yaml(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("bridge.yaml");
@@ -120,47 +86,16 @@ fn kill_9_of_the_bridge_mid_stream_then_restart_loses_nothing() {
 
     // The subscriber on the remote, persistent session, QoS 1.
     let (cert, key) = pki.tester();
-    let port = remote.port().to_string();
-    let mut sub = Process(
-        Command::new("mosquitto_sub")
-            .args(["-h", "localhost", "-p", &port, "--cafile"])
-            .arg(&root)
-            .arg("--cert")
-            .arg(&cert)
-            .arg("--key")
-            .arg(&key)
-            .args([
-                "-i", "kill-sub", "-c", "-x", "600", "-q", "1", "-V", "mqttv5",
-            ])
-            .args(["-t", TOPIC, "-t", "e2e/probe"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let sub = SeqSubscriber::start(
+        remote.port(),
+        "kill-sub",
+        &[TOPIC, "e2e/probe"],
+        &root,
+        (&cert, &key),
     );
-    let counts: Arc<Mutex<(Vec<u32>, u64)>> = Arc::default();
-    let sink = Arc::clone(&counts);
-    let stdout = sub.0.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let mut counts = sink.lock().unwrap();
-            match line.trim().parse::<usize>() {
-                Ok(n) => {
-                    if counts.0.len() <= n {
-                        counts.0.resize(n + 1, 0);
-                    }
-                    counts.0[n] += 1;
-                }
-                Err(_) => counts.1 += 1,
-            }
-        }
-    });
     // The path works end to end (the subscription is in place) before the stream starts.
-    let probes = || counts.lock().unwrap().1;
     let deadline = Instant::now() + WAIT;
-    while probes() == 0 {
+    while sub.probes() == 0 {
         assert!(Instant::now() < deadline, "no probe arrived:\n{}", log(1));
         let status = Command::new("mosquitto_pub")
             .args(["-h", "127.0.0.1", "-p", &local.port().to_string()])
@@ -188,22 +123,8 @@ fn kill_9_of_the_bridge_mid_stream_then_restart_loses_nothing() {
     let back = killed.elapsed();
     let published = publisher.join().unwrap().unwrap();
 
-    let n = usize::try_from(published.sent).unwrap();
-    let tally = || {
-        let counts = counts.lock().unwrap();
-        let missing: Vec<usize> = (0..n)
-            .filter(|&i| counts.0.get(i).copied().unwrap_or(0) == 0)
-            .collect();
-        let received: u64 = counts.0.iter().map(|&c| u64::from(c)).sum();
-        (missing, received)
-    };
-    let deadline = Instant::now() + WAIT;
-    while !tally().0.is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let (missing, received) = tally();
-    let duplicates = received.saturating_sub(published.sent - missing.len() as u64);
+    let (missing, duplicates) = sub.settle(published.sent, WAIT);
+    let received = published.sent - missing.len() as u64 + duplicates;
     eprintln!(
         "kill -9: published {} at {:.0} msg/s; received {received} (duplicates {duplicates}, \
          window {WINDOW}, missing {}); ready again {:.1} s after the kill",

@@ -477,11 +477,11 @@ fn a_full_spool_blocks_without_loss_or_drops_exactly_what_it_counts() {
     );
 }
 
-/// `mosquitto_pub -l` on the remote (TLS, QoS 1): writes the numbers `0..n` to `topic`,
-/// `per_tick` every 10 ms.
-fn remote_lines(rig: &Rig, client_id: &str, topic: &str, n: u64, per_tick: u64) -> Process {
+/// `mosquitto_pub` toward the remote, with the test client's certificate.
+fn remote_pub(rig: &Rig) -> Command {
     let (cert, key) = rig.pki.tester();
-    let mut child = Command::new("mosquitto_pub")
+    let mut command = Command::new("mosquitto_pub");
+    command
         .args([
             "-h",
             "localhost",
@@ -493,7 +493,14 @@ fn remote_lines(rig: &Rig, client_id: &str, topic: &str, n: u64, per_tick: u64) 
         .arg("--cert")
         .arg(&cert)
         .arg("--key")
-        .arg(&key)
+        .arg(&key);
+    command
+}
+
+/// `mosquitto_pub -l` on the remote (TLS, QoS 1): writes the numbers `0..n` to `topic`,
+/// `per_tick` every 10 ms.
+fn remote_lines(rig: &Rig, client_id: &str, topic: &str, n: u64, per_tick: u64) -> Process {
+    let mut child = remote_pub(rig)
         .args([
             "-i", client_id, "-q", "1", "-V", "mqttv5", "-t", topic, "-l",
         ])
@@ -564,20 +571,7 @@ fn local_restart(name: &str, spool: bool) -> (Vec<u64>, u64, String, String) {
             "no probe arrived:\n{}",
             rig.log(1)
         );
-        let (cert, key) = rig.pki.tester();
-        let status = Command::new("mosquitto_pub")
-            .args([
-                "-h",
-                "localhost",
-                "-p",
-                &rig.remote.port().to_string(),
-                "--cafile",
-            ])
-            .arg(rig.pki.root())
-            .arg("--cert")
-            .arg(&cert)
-            .arg("--key")
-            .arg(&key)
+        let status = remote_pub(&rig)
             .args(["-q", "1", "-t", "commands/probe", "-m", "probe"])
             .status()
             .unwrap();
