@@ -138,6 +138,14 @@ macro_rules! problem_tests {
     };
 }
 
+/// `value.pipe(f)` = `f(value)`, to keep the problem tests one expression each.
+trait Pipe: Sized {
+    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
+        f(self)
+    }
+}
+impl Pipe for String {}
+
 // ---------------------------------------------------------------------------------------------
 // The seed and the spellings
 
@@ -341,7 +349,7 @@ fn e4k_annotations_are_checked() {
         [warning(
             &conn("metadata.annotations"),
             "unknown annotation e4k.dev/shared-subscription-session; e4k reads only \
-             e4k.dev/shared-subscription-sessions"
+             e4k.dev/shared-subscription-sessions and e4k.dev/remote-jwt-token-file"
         )]
     );
 }
@@ -892,15 +900,64 @@ problem_tests! {
             "`authentication` sets `x509` and `systemAssignedManagedIdentity`; keep exactly one"
         )];
 
-    managed_identity_is_an_error:
+    managed_identity_without_tls_is_an_error:
+        connector_replacing(
+            "      tlsEnabled: true\n    authentication:\n      x509:\n        clientK8sSecret: bridge-client-cert\n",
+            "      tlsEnabled: false\n    authentication:\n      systemAssignedManagedIdentity: {audience: 'https://eventgrid.azure.net'}\n",
+        )
+        => [
+            warning(
+                &conn("spec.remoteBrokerConnection.tls.tlsEnabled"),
+                "TLS is disabled toward the remote broker; Event Grid accepts only TLS on port 8883"
+            ),
+            error(
+                &conn("spec.remoteBrokerConnection.authentication.systemAssignedManagedIdentity"),
+                "a Microsoft Entra ID token must not cross a plain connection; set \
+                 tls.tlsEnabled: true"
+            ),
+        ];
+
+    managed_identity_with_a_bad_audience_is_an_error:
+        connector_replacing(
+            "      x509:\n        clientK8sSecret: bridge-client-cert\n",
+            "      systemAssignedManagedIdentity: {audience: 'eventgrid'}\n",
+        )
+        => [error(
+            &conn("spec.remoteBrokerConnection.authentication.systemAssignedManagedIdentity.audience"),
+            "audience `eventgrid` is not a resource URI; Event Grid's is https://eventgrid.azure.net/"
+        )];
+
+    managed_identity_over_mqtt_3_is_an_error:
         connector_replacing(
             "      x509:\n        clientK8sSecret: bridge-client-cert\n",
             "      systemAssignedManagedIdentity: {audience: 'https://eventgrid.azure.net'}\n",
-        )
+        ).replace("  bridgeInstances: 1\n", "  bridgeInstances: 1\n  protocol: v3\n")
+        => [
+            error(
+                &conn("spec.protocol"),
+                "JWT authentication toward the remote broker needs MQTT 5 (the token is sent as \
+                 enhanced authentication); set protocol: v5 or use x509"
+            ),
+            warning(
+                &conn("spec.localBrokerConnection"),
+                "localBrokerConnection authenticates with a Kubernetes service account token \
+                 (K8S-SAT), which needs MQTT 5 enhanced authentication: with protocol v3 the \
+                 bridge connects without credentials; set protocol: v5 or authentication.basic"
+            ),
+        ];
+
+    a_token_file_annotation_without_managed_identity_is_an_error:
+        CONNECTOR
+            .replace(
+                "  name: bridge\n",
+                "  name: bridge\n  annotations:\n    e4k.dev/remote-jwt-token-file: /var/run/token\n",
+            )
+            .pipe(|c| topic_map(&c, "map", UP))
         => [error(
-            &conn("spec.remoteBrokerConnection.authentication.systemAssignedManagedIdentity"),
-            "systemAssignedManagedIdentity needs the Azure Arc extension, which e4k does not \
-             have; use x509"
+            &conn("spec.remoteBrokerConnection"),
+            "annotation e4k.dev/remote-jwt-token-file replaces the Microsoft Entra token of \
+             remoteBrokerConnection.authentication.systemAssignedManagedIdentity with the \
+             file's (CUSTOM-JWT); set that authentication method"
         )];
 
     x509_without_secret_is_an_error:
@@ -1417,4 +1474,46 @@ fn seed_file_loads_from_disk() {
     let raw = RawConfig::load(&path).unwrap();
     assert_eq!(raw.documents.len(), 2);
     assert_eq!(raw.source_name, path.display().to_string());
+}
+
+#[test]
+fn managed_identity_and_token_files_resolve_to_jwt_authentication() {
+    let entra = topic_map(
+        &CONNECTOR.replace(
+            "      x509:\n        clientK8sSecret: bridge-client-cert\n",
+            "      systemAssignedManagedIdentity: {audience: 'https://eventgrid.azure.net'}\n",
+        ),
+        "map",
+        UP,
+    );
+    let raw = RawConfig::parse_str(&entra).unwrap();
+    let resolved = config::resolve(&raw, &no_files()).unwrap();
+    assert_eq!(
+        resolved.bridges[0].remote.authentication,
+        Authentication::EntraToken {
+            audience: "https://eventgrid.azure.net".into()
+        }
+    );
+    // The default audience is Event Grid's.
+    let default = entra.replace("{audience: 'https://eventgrid.azure.net'}", "{}");
+    let raw = RawConfig::parse_str(&default).unwrap();
+    let resolved = config::resolve(&raw, &no_files()).unwrap();
+    assert_eq!(
+        resolved.bridges[0].remote.authentication,
+        Authentication::EntraToken {
+            audience: config::EVENT_GRID_AUDIENCE.into()
+        }
+    );
+    let file = entra.replace(
+        "  name: bridge\n",
+        "  name: bridge\n  annotations:\n    e4k.dev/remote-jwt-token-file: /var/run/secrets/tokens/eventgrid\n",
+    );
+    let raw = RawConfig::parse_str(&file).unwrap();
+    let resolved = config::resolve(&raw, &no_files()).unwrap();
+    assert_eq!(
+        resolved.bridges[0].remote.authentication,
+        Authentication::JwtFile {
+            token_file: "/var/run/secrets/tokens/eventgrid".into()
+        }
+    );
 }

@@ -135,6 +135,8 @@ pub struct ConnectionStats {
     pub last_publish: Option<Instant>,
     /// PINGREQs received.
     pub pings: u32,
+    /// The CONNECT's MQTT 5 authentication method and data, when it had them.
+    pub authentication: Option<(String, Bytes)>,
     /// Whether the connection is still open.
     pub open: bool,
     /// How it ended, once it did.
@@ -152,6 +154,7 @@ impl ConnectionStats {
             withheld: None,
             last_publish: None,
             pings: 0,
+            authentication: None,
             open: true,
             ended: None,
         }
@@ -334,6 +337,7 @@ enum Next {
 enum In {
     Connect {
         client_id: String,
+        authentication: Option<(String, Bytes)>,
     },
     Publish(Publish),
     PubRel(u16),
@@ -413,6 +417,10 @@ fn from_v5(packet: Packet) -> In {
     match packet {
         Packet::Connect(connect, _, _) => In::Connect {
             client_id: connect.client_id,
+            authentication: connect.properties.and_then(|p| {
+                p.authentication_method
+                    .map(|method| (method, p.authentication_data.unwrap_or_default()))
+            }),
         },
         Packet::Publish(publish) => In::Publish(Publish {
             pkid: publish.pkid,
@@ -445,6 +453,7 @@ fn from_v311(packet: v4::Packet) -> In {
     match packet {
         v4::Packet::Connect(connect) => In::Connect {
             client_id: connect.client_id,
+            authentication: None,
         },
         v4::Packet::Publish(publish) => In::Publish(Publish {
             pkid: publish.pkid,
@@ -623,7 +632,11 @@ impl Conn {
             }
             while let Some(packet) = parse(&mut buf, self.version)? {
                 if !connected {
-                    let In::Connect { client_id } = packet else {
+                    let In::Connect {
+                        client_id,
+                        authentication,
+                    } = packet
+                    else {
                         return Ok(format!("first packet not a CONNECT: {packet:?}"));
                     };
                     connected = true;
@@ -631,6 +644,7 @@ impl Conn {
                     self.update(|stats| {
                         stats.client_id = client_id;
                         stats.version = Some(version);
+                        stats.authentication = authentication;
                     });
                     self.write(
                         &Out::ConnAck {

@@ -15,9 +15,9 @@ use super::files::ClientCertFiles;
 use super::report::{Origin, Report, Site, show};
 use super::resolve::{
     Authentication, BrokerConnection, ConfigOptions, DEFAULT_RECEIVE_MAXIMUM, Direction,
-    EVENT_GRID_MAX_PACKET_SIZE, EVENT_GRID_MAX_SESSIONS, LogLevel, MEMBER_SESSIONS_ANNOTATION,
-    MemberSessions, MqttVersion, QoS, Route, SessionSettings, SharedSubscription, Tls, Transport,
-    TrustRoots,
+    EVENT_GRID_MAX_PACKET_SIZE, EVENT_GRID_MAX_SESSIONS, JWT_TOKEN_FILE_ANNOTATION, LogLevel,
+    MEMBER_SESSIONS_ANNOTATION, MemberSessions, MqttVersion, QoS, Route, SessionSettings,
+    SharedSubscription, Tls, Transport, TrustRoots,
 };
 use super::topic::{
     EVENT_GRID_MAX_LEVELS, EVENT_GRID_MAX_TOPIC_BYTES, TopicError, TopicFilter, check_topic_name,
@@ -156,8 +156,10 @@ pub(crate) fn connector(doc: &RawDocument, name: &str, ctx: &mut Ctx<'_>) -> Con
         return draft;
     };
     draft.instances_site = ctx.site("spec", &spec.keys, "bridgeInstances");
+    let mut token_file = None;
     if let Some(metadata) = &doc.metadata {
         draft.member_sessions = annotations(metadata, ctx);
+        token_file = super::jwt::token_file_annotation(metadata, ctx);
     }
     match spec.protocol.as_deref() {
         None | Some("v5") => {}
@@ -198,6 +200,13 @@ pub(crate) fn connector(doc: &RawDocument, name: &str, ctx: &mut Ctx<'_>) -> Con
     }
     draft.remote = remote_connection(spec, ctx, &mut draft.file_checks);
     draft.local = local_connection(spec, ctx, &mut draft.file_checks);
+    super::jwt::finish(
+        &mut draft.remote,
+        token_file,
+        draft.protocol,
+        &spec.keys,
+        ctx,
+    );
     if draft.protocol == MqttVersion::V3 {
         for (connection, field) in [
             (&draft.remote, "remoteBrokerConnection"),
@@ -230,7 +239,9 @@ pub(crate) fn connector(doc: &RawDocument, name: &str, ctx: &mut Ctx<'_>) -> Con
 fn annotations(metadata: &RawMetadata, ctx: &mut Ctx<'_>) -> MemberSessions {
     let mut member_sessions = MemberSessions::SourceBroker;
     for (key, value) in metadata.annotations.iter().flatten() {
-        if key == MEMBER_SESSIONS_ANNOTATION {
+        if key == JWT_TOKEN_FILE_ANNOTATION {
+            // Read by `jwt::token_file_annotation`.
+        } else if key == MEMBER_SESSIONS_ANNOTATION {
             match value.as_str() {
                 "source" => member_sessions = MemberSessions::SourceBroker,
                 "both" => member_sessions = MemberSessions::BothBrokers,
@@ -253,7 +264,8 @@ fn annotations(metadata: &RawMetadata, ctx: &mut Ctx<'_>) -> MemberSessions {
                 &metadata.keys,
                 "annotations",
                 format!(
-                    "unknown annotation {}; e4k reads only {MEMBER_SESSIONS_ANNOTATION}",
+                    "unknown annotation {}; e4k reads only {MEMBER_SESSIONS_ANNOTATION} and \
+                     {JWT_TOKEN_FILE_ANNOTATION}",
                     show(key)
                 ),
             );
@@ -646,16 +658,8 @@ fn remote_authentication(
         let site = ctx.site(&x509_parent, &x509.keys, secret_field);
         file_checks.push((FileCheck::ClientCert(files.clone()), site));
         Some(Authentication::X509(files))
-    } else if auth.system_assigned_managed_identity.is_some() {
-        ctx.error(
-            &parent,
-            &auth.keys,
-            "systemAssignedManagedIdentity",
-            "systemAssignedManagedIdentity needs the Azure Arc extension, which e4k does not \
-             have; use x509"
-                .to_owned(),
-        );
-        None
+    } else if let Some(identity) = &auth.system_assigned_managed_identity {
+        super::jwt::managed_identity(&parent, &auth.keys, identity, tls, ctx)
     } else if let Some(basic) = &auth.basic {
         basic_authentication(&join(&parent, "basic"), basic, ctx, file_checks)
     } else {

@@ -346,8 +346,8 @@ raw_mapping! {
     pub struct RawRemoteAuthentication {
         /// Client certificate from a Kubernetes secret.
         x509: RawX509 = ["x509"],
-        /// Azure Arc managed identity; not supported by e4k.
-        system_assigned_managed_identity: IgnoredAny = ["systemAssignedManagedIdentity"],
+        /// A Microsoft Entra ID token for an audience (MQTT 5 `OAUTH2-JWT`).
+        system_assigned_managed_identity: RawManagedIdentity = ["systemAssignedManagedIdentity"],
         /// Username and password (v1alpha4).
         basic: RawBasic = ["basic"],
     }
@@ -369,6 +369,17 @@ raw_mapping! {
         /// Secret with `client_cert.pem`, `client_key.pem` and optionally
         /// `client_intermediate_certs.pem`.
         secret: String = ["clientK8sSecret", "clientCertKeySecret", "secretName"],
+    }
+}
+
+raw_mapping! {
+    /// `authentication.systemAssignedManagedIdentity`.
+    pub struct RawManagedIdentity {
+        /// The token's audience, e.g. `https://eventgrid.azure.net/`.
+        audience: String = ["audience"],
+        /// The Azure Arc extension whose identity is used (informational for e4k, which gets
+        /// the token through azure_identity).
+        extension_name: String = ["extensionName"],
     }
 }
 

@@ -53,9 +53,9 @@ pub use self::files::{ClientCertFiles, ClientIdentity, FileError};
 pub use self::parse::{MAX_INPUT_BYTES, RawConfig};
 pub use self::report::{Location, Problem, Report, Severity};
 pub use self::resolve::{
-    Authentication, BridgeConfig, BrokerConnection, ConfigOptions, Direction, LogLevel,
-    MEMBER_SESSIONS_ANNOTATION, MemberSessions, MqttVersion, QoS, Route, SessionRole,
-    SessionSettings, SharedSubscription, Tls, Transport, TrustRoots,
+    Authentication, BridgeConfig, BrokerConnection, ConfigOptions, Direction, EVENT_GRID_AUDIENCE,
+    JWT_TOKEN_FILE_ANNOTATION, LogLevel, MEMBER_SESSIONS_ANNOTATION, MemberSessions, MqttVersion,
+    QoS, Route, SessionRole, SessionSettings, SharedSubscription, Tls, Transport, TrustRoots,
 };
 pub use self::topic::{TopicError, TopicFilter};
 pub use crate::error::BridgeError;
@@ -64,6 +64,7 @@ mod build;
 pub mod crd;
 pub mod endpoint;
 pub mod files;
+mod jwt;
 mod parse;
 pub mod report;
 pub mod resolve;

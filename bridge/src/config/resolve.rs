@@ -142,6 +142,15 @@ pub struct BridgeConfig {
     pub routes: Vec<Route>,
 }
 
+/// The annotation of an `MqttBridgeConnector` that makes the remote connection authenticate
+/// with a JWT read from this file (`CUSTOM-JWT`), together with
+/// `authentication.systemAssignedManagedIdentity`.
+pub const JWT_TOKEN_FILE_ANNOTATION: &str = "e4k.dev/remote-jwt-token-file";
+
+/// Event Grid's audience for Microsoft Entra ID tokens (the default of
+/// `systemAssignedManagedIdentity.audience`).
+pub const EVENT_GRID_AUDIENCE: &str = "https://eventgrid.azure.net/";
+
 /// The annotation of an `MqttBridgeConnector` that sets [`MemberSessions`]: `source` or
 /// `both`.
 pub const MEMBER_SESSIONS_ANNOTATION: &str = "e4k.dev/shared-subscription-sessions";
@@ -386,6 +395,19 @@ pub enum Authentication {
         username_file: PathBuf,
         /// File holding the password.
         password_file: PathBuf,
+    },
+    /// A Microsoft Entra ID access token for `audience`, from azure_identity (workload identity,
+    /// managed identity or a developer credential), sent as MQTT 5 enhanced authentication
+    /// `OAUTH2-JWT` (`systemAssignedManagedIdentity`).
+    EntraToken {
+        /// The audience (resource) the token is requested for.
+        audience: String,
+    },
+    /// A JWT read from a file (a projected service account token, a sidecar's output), re-read
+    /// when it changes, sent as `CUSTOM-JWT` (the `e4k.dev/remote-jwt-token-file` annotation).
+    JwtFile {
+        /// The token file.
+        token_file: PathBuf,
     },
     /// No credentials.
     Anonymous,

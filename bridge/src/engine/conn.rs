@@ -545,6 +545,9 @@ pub(crate) enum Credentials {
     None,
     /// A Kubernetes service account token, read at each connect (`K8S-SAT`).
     Token(PathBuf),
+    /// A JWT toward the remote broker (`OAUTH2-JWT` or `CUSTOM-JWT`), fetched before each
+    /// attempt.
+    Jwt(super::token::TokenSource),
     /// Username and password files.
     UserPass {
         /// Username file.
@@ -594,9 +597,25 @@ impl Setup {
         }
     }
 
+    /// Why a broker that refuses the connection may have done so, for token credentials.
+    fn refusal_hint(&self) -> Option<&'static str> {
+        match &self.credentials {
+            Credentials::Jwt(super::token::TokenSource::Entra { .. }) => Some(
+                "the broker refused the Microsoft Entra token: it expired, is for another \
+                 audience, or its principal has no EventGrid TopicSpaces Publisher/Subscriber \
+                 role assignment on the namespace or topic space",
+            ),
+            Credentials::Jwt(super::token::TokenSource::File(_)) => Some(
+                "the broker refused the CUSTOM-JWT token: it expired, or its issuer or audience \
+                 is not the namespace's customJwtAuthentication",
+            ),
+            _ => None,
+        }
+    }
+
     /// Reads what may have changed since the last attempt and updates the event loop's
     /// settings.
-    fn prepare(&mut self, eventloop: &mut EventLoop) -> Result<(), String> {
+    async fn prepare(&mut self, eventloop: &mut EventLoop) -> Result<(), String> {
         self.hint = None;
         if let Some(tls) = &self.tls {
             let stamp = tls::trust_stamp(tls);
@@ -651,6 +670,18 @@ impl Setup {
                     eventloop.set_authentication(None, None);
                 }
             },
+            Credentials::Jwt(source) => {
+                let token = source.fetch().await?;
+                match token.expires_in() {
+                    Some(left) if left <= 0 => {
+                        self.hint =
+                            Some(format!("the {} token expired {}s ago", token.method, -left));
+                    }
+                    Some(left) => debug!(method = token.method, expires_in_secs = left, "token"),
+                    None => debug!(method = token.method, "token without an expiry claim"),
+                }
+                eventloop.set_authentication(Some(token.method.to_owned()), Some(token.data));
+            }
             Credentials::UserPass { username, password } => {
                 let read = |path: &PathBuf| {
                     std::fs::read_to_string(path)
@@ -744,7 +775,7 @@ pub(crate) async fn run_poll(mut eventloop: EventLoop, mut ctx: PollCtx) {
             if ctx.shutdown.is_cancelled() {
                 break;
             }
-            if let Err(cause) = ctx.setup.prepare(&mut eventloop) {
+            if let Err(cause) = ctx.setup.prepare(&mut eventloop).await {
                 if !ctx.failed(cause, &mut backoff).await {
                     break;
                 }
@@ -839,6 +870,11 @@ pub(crate) async fn run_poll(mut eventloop: EventLoop, mut ctx: PollCtx) {
                 ctx.on_lost(&mut eventloop);
                 if let Some(hint) = &ctx.setup.hint {
                     cause = format!("{cause} ({hint})");
+                }
+                if cause.contains("CONNACK reason")
+                    && let Some(hint) = ctx.setup.refusal_hint()
+                {
+                    cause = format!("{cause}: {hint}");
                 }
                 if !ctx.failed(cause, &mut backoff).await {
                     break;

@@ -60,6 +60,7 @@ pub(crate) mod mqtt;
 pub(crate) mod process;
 pub(crate) mod spooler;
 pub(crate) mod tls;
+pub(crate) mod token;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -79,6 +80,7 @@ pub use self::forward::{HOPS_PROPERTY, RetainPolicy};
 pub use self::health::{ConnectionStatus, Readiness};
 pub use self::metrics::DropReason;
 pub use self::spooler::SpoolStatus;
+pub use self::token::EntraCredential;
 
 use self::conn::{Conn, Credentials, Policy, PollCtx, RouteCtx, Setup, Side};
 use self::metrics::Metrics;
@@ -124,6 +126,9 @@ pub struct RunOptions {
     pub connect_timeout: Duration,
     /// Store-and-forward on disk (`--spool-dir`); `None` keeps messages only in the brokers.
     pub spool: Option<SpoolOptions>,
+    /// Where Microsoft Entra ID tokens come from, for a remote connection with
+    /// `systemAssignedManagedIdentity`.
+    pub entra_credential: Option<EntraCredential>,
 }
 
 impl Default for RunOptions {
@@ -138,6 +143,7 @@ impl Default for RunOptions {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             connect_timeout: Duration::from_secs(10),
             spool: None,
+            entra_credential: None,
         }
     }
 }
@@ -776,7 +782,7 @@ fn prepare_conn(
         eventloop,
         routes: route_ctxs,
         unroutable,
-        setup: setup(connection),
+        setup: setup(connection, options),
         dest: None,
         reserve: 0,
         lane: None,
@@ -911,7 +917,7 @@ fn mqtt_options(
     }
 }
 
-fn setup(connection: &BrokerConnection) -> Setup {
+fn setup(connection: &BrokerConnection, options: &RunOptions) -> Setup {
     let identity = match &connection.authentication {
         Authentication::X509(files) => Some(Arc::new(ReloadingIdentity::new(files.clone()))),
         _ => None,
@@ -928,6 +934,13 @@ fn setup(connection: &BrokerConnection) -> Setup {
             username: username_file.clone(),
             password: password_file.clone(),
         },
+        Authentication::EntraToken { audience } => Credentials::Jwt(token::TokenSource::Entra {
+            audience: audience.clone(),
+            credential: options.entra_credential.clone(),
+        }),
+        Authentication::JwtFile { token_file } => {
+            Credentials::Jwt(token::TokenSource::File(token_file.clone()))
+        }
         Authentication::X509(_) | Authentication::Anonymous => Credentials::None,
     };
     Setup::new(

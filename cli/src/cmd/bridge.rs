@@ -164,6 +164,15 @@ pub(crate) struct RunArgs {
     /// What a full spool does.
     #[arg(long, value_enum, default_value_t = WhenFullArg::Block, requires = "spool_dir")]
     spool_when_full: WhenFullArg,
+    /// Where Microsoft Entra ID tokens come from for `systemAssignedManagedIdentity`: auto
+    /// (workload identity on AKS from AZURE_FEDERATED_TOKEN_FILE, a service principal, then
+    /// developer tools), azure-cli, developer-tools, service-principal, workload-identity,
+    /// managed-identity (IMDS, or IDENTITY_ENDPOINT/IDENTITY_HEADER).
+    #[arg(long, default_value = "auto", env = "E4K_CREDENTIAL")]
+    credential: String,
+    /// Use the token in this environment variable as the Microsoft Entra token (tests).
+    #[arg(long, value_name = "VAR")]
+    token_env: Option<String>,
 }
 
 /// Parses `500ms`, `10s`, `2m`, `1h` (a bare number is seconds).
@@ -349,6 +358,21 @@ fn run_bridge(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode> {
         };
         spool
     });
+    let entra = resolved.bridges.iter().any(|b| {
+        matches!(
+            b.remote.authentication,
+            config::Authentication::EntraToken { .. }
+        )
+    });
+    if entra {
+        let choice =
+            super::eventgrid::credential_choice(args.token_env.as_deref(), &args.credential)?;
+        let credential = e4k_provisioning::eventgrid::credential::build(
+            &choice,
+            &e4k_provisioning::eventgrid::credential::process_env,
+        )?;
+        options.entra_credential = Some(e4k_bridge::engine::EntraCredential(credential));
+    }
     options.backoff = BackoffPolicy {
         initial: args.reconnect_initial,
         max: args.reconnect_max.max(args.reconnect_initial),

@@ -295,12 +295,13 @@ fn load(args: &SpecArgs) -> anyhow::Result<Loaded> {
     })
 }
 
-pub(crate) fn arm_client(
-    args: &ArmArgs,
-    cancel: CancellationToken,
-) -> anyhow::Result<Arc<ArmClient>> {
-    let choice = match (&args.token_env, args.credential.as_str()) {
-        (Some(var), _) => CredentialChoice::StaticTokenEnv(var.clone()),
+/// `--credential` (and `--token-env`) as a [`CredentialChoice`].
+pub(crate) fn credential_choice(
+    token_env: Option<&str>,
+    name: &str,
+) -> anyhow::Result<CredentialChoice> {
+    Ok(match (token_env, name) {
+        (Some(var), _) => CredentialChoice::StaticTokenEnv(var.to_owned()),
         (None, "auto") => CredentialChoice::Auto,
         (None, "azure-cli") => CredentialChoice::AzureCli,
         (None, "developer-tools") => CredentialChoice::DeveloperTools,
@@ -314,7 +315,14 @@ pub(crate) fn arm_client(
                 "--credential {other:?}: expected auto, azure-cli, developer-tools, service-principal, workload-identity or managed-identity"
             )));
         }
-    };
+    })
+}
+
+pub(crate) fn arm_client(
+    args: &ArmArgs,
+    cancel: CancellationToken,
+) -> anyhow::Result<Arc<ArmClient>> {
+    let choice = credential_choice(args.token_env.as_deref(), &args.credential)?;
     let credential = credential::build(&choice, &credential::process_env)?;
     let endpoint = url::Url::parse(&args.endpoint)
         .map_err(|e| usage(format!("--endpoint {:?}: {e}", args.endpoint)))?;
