@@ -11,6 +11,7 @@ use e4k_bridge::config::{self, ConfigOptions, LogLevel, RawConfig, Report, Sever
 use e4k_bridge::engine::{BackoffPolicy, DEFAULT_HOP_LIMIT, DEFAULT_METRICS_LISTEN, RetainPolicy};
 use e4k_bridge::spool::{self, SpoolOptions, SpoolReport, WhenFull};
 use e4k_bridge::{Bridge, BridgeError, RunOptions};
+use e4k_provisioning::eventgrid::credential;
 use serde::Serialize;
 
 use crate::output::{Output, usage};
@@ -367,10 +368,14 @@ fn run_bridge(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode> {
     if entra {
         let choice =
             super::eventgrid::credential_choice(args.token_env.as_deref(), &args.credential)?;
-        let credential = e4k_provisioning::eventgrid::credential::build(
-            &choice,
-            &e4k_provisioning::eventgrid::credential::process_env,
-        )?;
+        // `E4K_ARM_TOKEN` is a token for ARM: `auto` must not send it to Event Grid's MQTT
+        // broker (`--token-env` names a data-plane token explicitly).
+        let env = |name: &str| {
+            (name != credential::STATIC_TOKEN_VAR)
+                .then(|| credential::process_env(name))
+                .flatten()
+        };
+        let credential = credential::build(&choice, &env)?;
         options.entra_credential = Some(e4k_bridge::engine::EntraCredential(credential));
     }
     options.backoff = BackoffPolicy {
