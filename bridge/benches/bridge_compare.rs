@@ -35,11 +35,14 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Env, Running, TestClient, run_options, start_bridge};
+use common::{Env, ProcessArgs, Running, TestClient, run_options, start_bridge};
+use e4k_tests::measure::{
+    cpu_ns, median, mib, mosquitto_version, percentile, release_e4k, vm_rss_kib,
+};
+use e4k_tests::process::Process;
 use e4k_tests::proxy::{Mode, TcpProxy};
 use e4k_tests::{Mosquitto, env_usize};
 use rumqttc::v5::mqttbytes::QoS;
@@ -86,7 +89,7 @@ struct Setup {
     e4k_publisher: TestClient,
     mosquitto_publisher: TestClient,
     /// `e4k bridge run` as a process: its local broker, the process, a publisher.
-    process: Option<(Mosquitto, KillOnDrop, TestClient)>,
+    process: Option<(Mosquitto, Process, TestClient)>,
 }
 
 /// A local broker with mosquitto's own bridge to the remote over mTLS.
@@ -133,7 +136,7 @@ impl Setup {
         let e4k_publisher = env.local_client("bench-pub-e4k").await;
         let mosquitto_publisher =
             TestClient::local(mosquitto_bridge.port(), "bench-pub-mosquitto").await;
-        let process = match e4k_binary() {
+        let process = match release_e4k() {
             Some(binary) => Some(bridge_process(&binary, &env).await),
             None => None,
         };
@@ -211,43 +214,10 @@ impl Setup {
         (elapsed, received, cpu_since(processes, before))
     }
 
-    /// Publishes at `rate` msg/s for `secs` seconds, each message carrying its send time;
-    /// the end-to-end latencies in µs, sorted.
+    /// [`common::paced_latency`] through `system`.
     async fn latency(&mut self, system: System, rate: u32, secs: u32) -> Vec<f64> {
-        let n = (rate * secs) as usize;
-        let base = Instant::now();
         let publisher = self.publisher(system).client.clone();
-        let subscriber = &mut self.subscriber;
-        let interval = Duration::from_secs(1) / rate;
-        let publish = async move {
-            for i in 0..n {
-                tokio::time::sleep_until((base + interval * i as u32).into()).await;
-                let mut payload = vec![b'x'; 256];
-                let sent = base.elapsed().as_nanos() as u64;
-                payload[..8].copy_from_slice(&sent.to_le_bytes());
-                publisher
-                    .publish_bytes(TOPIC, QoS::AtLeastOnce, false, bytes::Bytes::from(payload))
-                    .await
-                    .unwrap();
-            }
-        };
-        let receive = async {
-            let mut latencies = Vec::with_capacity(n);
-            while latencies.len() < n {
-                match subscriber.try_recv(Duration::from_secs(20)).await {
-                    Some(publish) => {
-                        let now = base.elapsed().as_nanos() as u64;
-                        let sent = u64::from_le_bytes(publish.payload[..8].try_into().unwrap());
-                        latencies.push(now.saturating_sub(sent) as f64 / 1000.0);
-                    }
-                    None => break,
-                }
-            }
-            latencies
-        };
-        let ((), mut latencies) = tokio::join!(publish, receive);
-        latencies.sort_by(f64::total_cmp);
-        latencies
+        common::paced_latency(&publisher, &mut self.subscriber, TOPIC, rate, secs).await
     }
 }
 
@@ -259,19 +229,6 @@ const ROLES: [&str; 4] = [
     "remote broker",
 ];
 
-/// CPU time a process has used so far, in ns: its threads' run time from
-/// `/proc/PID/task/*/schedstat` (ns resolution, unlike the clock ticks of `/proc/PID/stat`).
-fn cpu_ns(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
-        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
-
 /// [`cpu_ns`] of each of `processes` (0 where there is none).
 fn cpu_now(processes: [Option<u32>; 4]) -> [u64; 4] {
     processes.map(|pid| pid.map_or(0, cpu_ns))
@@ -281,35 +238,6 @@ fn cpu_now(processes: [Option<u32>; 4]) -> [u64; 4] {
 fn cpu_since(processes: [Option<u32>; 4], before: [u64; 4]) -> [u64; 4] {
     let now = cpu_now(processes);
     std::array::from_fn(|i| now[i].saturating_sub(before[i]))
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
-}
-
-/// The release `e4k` binary, if built.
-fn e4k_binary() -> Option<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
-        PathBuf::from,
-    );
-    let binary = target.join("release/e4k");
-    binary.exists().then_some(binary)
-}
-
-fn vm_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|line| line.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 struct Drain {
@@ -326,64 +254,22 @@ struct Drain {
 
 /// Starts `e4k bridge run` with its own local broker, bridging to `env`'s remote, and waits
 /// until it forwards.
-async fn bridge_process(binary: &Path, env: &Env) -> (Mosquitto, KillOnDrop, TestClient) {
+async fn bridge_process(binary: &Path, env: &Env) -> (Mosquitto, Process, TestClient) {
     let local = Mosquitto::start(&format!("allow_anonymous true\n{QUEUES}\n")).unwrap();
-    let config = env.dir.path().join("bridge-process.yaml");
     // Client IDs of its own on the shared remote broker.
-    let yaml = common::yaml(1, ROUTE).replace("clientIdPrefix: e4k", "clientIdPrefix: e4k-process");
-    std::fs::write(&config, yaml).unwrap();
-    let mut command = Command::new(binary);
-    if let Ok(workers) = std::env::var("E4K_BENCH_PROCESS_WORKERS") {
-        command.env("TOKIO_WORKER_THREADS", workers);
-    }
-    let child = command
-        .args(["bridge", "run", "--config"])
-        .arg(&config)
-        .arg("--remote-endpoint")
-        .arg(format!("localhost:{}", env.remote.port()))
-        .arg("--local-endpoint")
-        .arg(format!("127.0.0.1:{}", local.port()))
-        .arg("--secrets-dir")
-        .arg(env.secrets())
-        .arg("--configmaps-dir")
-        .arg(env.secrets())
-        .arg("--remote-ca-file")
-        .arg(&env.pki.root_file)
-        .args([
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--receive-maximum",
-            "100",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let child = KillOnDrop(child);
+    let args = ProcessArgs {
+        name: "e4k-process",
+        remote_port: env.remote.port(),
+        local_port: local.port(),
+        metrics_port: e4k_tests::free_port().unwrap(),
+        extra: &[],
+    };
+    let child = common::bridge_process(binary, env, ROUTE, &args);
     let publisher = TestClient::local(local.port(), "bench-pub-e4k-process").await;
     let mut probe = env.remote_client("bench-process-probe").await;
     probe.subscribe("e2e/out/#", QoS::AtLeastOnce).await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        publisher
-            .publish(TOPIC, QoS::AtLeastOnce, false, "warm-up")
-            .await;
-        if probe.try_recv(Duration::from_millis(300)).await.is_some() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "e4k bridge run never forwarded");
-    }
+    common::wait_forwarding(&publisher, &mut probe, TOPIC).await;
     (local, child, publisher)
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Runs `e4k bridge run` as a process, cuts the remote off with a proxy, publishes `backlog`
@@ -392,57 +278,19 @@ impl Drop for KillOnDrop {
 async fn drain(binary: &Path, backlog: usize) -> Drain {
     let env = Env::with_local(QUEUES, QUEUES);
     let proxy = TcpProxy::start(([127, 0, 0, 1], env.remote.port()).into()).unwrap();
-    let config = env.dir.path().join("bridge.yaml");
-    std::fs::write(&config, common::yaml(1, ROUTE)).unwrap();
-    let metrics_port = e4k_tests::free_port().unwrap();
-    let child = Command::new(binary)
-        .args(["bridge", "run", "--config"])
-        .arg(&config)
-        .arg("--remote-endpoint")
-        .arg(format!("localhost:{}", proxy.addr().port()))
-        .arg("--local-endpoint")
-        .arg(format!("127.0.0.1:{}", env.local.port()))
-        .arg("--secrets-dir")
-        .arg(env.secrets())
-        .arg("--configmaps-dir")
-        .arg(env.secrets())
-        .arg("--remote-ca-file")
-        .arg(&env.pki.root_file)
-        .arg("--metrics-listen")
-        .arg(format!("127.0.0.1:{metrics_port}"))
-        .args(["--receive-maximum", "100"])
-        .args(["--reconnect-initial", "100ms", "--reconnect-max", "200ms"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let child = KillOnDrop(child);
+    let args = ProcessArgs {
+        name: "e4k",
+        remote_port: proxy.addr().port(),
+        local_port: env.local.port(),
+        metrics_port: e4k_tests::free_port().unwrap(),
+        extra: &["--reconnect-initial", "100ms", "--reconnect-max", "200ms"],
+    };
+    let child = common::bridge_process(binary, &env, ROUTE, &args);
     let pid = child.0.id();
     let mut subscriber = env.remote_client("drain-sub").await;
     subscriber.subscribe("e2e/out/#", QoS::AtLeastOnce).await;
     let publisher = env.local_client("drain-pub").await;
-    // Wait until the bridge forwards.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        publisher
-            .publish(TOPIC, QoS::AtLeastOnce, false, "warm-up")
-            .await;
-        if subscriber
-            .try_recv(Duration::from_millis(300))
-            .await
-            .is_some()
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "e4k bridge run never forwarded");
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    while subscriber
-        .try_recv(Duration::from_millis(100))
-        .await
-        .is_some()
-    {}
+    common::wait_forwarding(&publisher, &mut subscriber, TOPIC).await;
     let rss_idle_kib = vm_rss_kib(pid).unwrap_or(0);
 
     // Cut the remote off and build the backlog on the local broker.
@@ -504,10 +352,6 @@ async fn drain(binary: &Path, backlog: usize) -> Drain {
     }
 }
 
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
 fn main() {
     let n = env_usize("E4K_BENCH_MESSAGES", 20_000);
     let backlog = env_usize("E4K_BENCH_BACKLOG", 1_000_000);
@@ -565,10 +409,6 @@ fn main() {
             .filter(|(_, s, sys, ..)| *s == size && *sys == system)
             .map(|(_, _, _, elapsed, received, _)| *received as f64 / elapsed.as_secs_f64())
             .collect()
-    };
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        percentile(&v, 0.5)
     };
     let rate_of = |size: usize, system: System| median(rates(size, system));
     for size in [256, 4096] {
@@ -744,7 +584,7 @@ fn main() {
     }
 
     println!("\n### Peak RSS of `e4k bridge run` while a backlog drains\n");
-    match e4k_binary() {
+    match release_e4k() {
         None => println!(
             "not measured: no target/release/e4k (run `cargo build --release -p e4k` first)"
         ),
@@ -786,18 +626,4 @@ fn main() {
             );
         }
     }
-}
-
-fn mosquitto_version() -> String {
-    Command::new(e4k_tests::mosquitto_binary())
-        .arg("-h")
-        .output()
-        .ok()
-        .and_then(|out| {
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .next()
-                .map(|line| line.trim_start_matches("mosquitto version ").to_owned())
-        })
-        .unwrap_or_default()
 }

@@ -6,6 +6,7 @@
 
 pub mod bridge;
 pub mod faults;
+pub mod measure;
 pub mod process;
 pub mod proxy;
 pub mod scripted;

@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info};
 
 use super::MEMORY_BYTES;
-use super::{Incoming, MemEntry, RETRY, Task, now_ms};
+use super::{Incoming, LINGER, MemEntry, RETRY, Task, now_ms};
 use crate::engine::conn::{Pending, Settle};
 use crate::spool::record::SpooledMessage;
 
@@ -75,10 +75,11 @@ impl Task {
             self.write_failed(&error);
             return;
         }
+        let arrived = Instant::now();
         for (seq, pos, item, received_ms) in pushed {
             self.messages += 1;
             if let Some(ticket) = item.ticket {
-                self.waiting.push_back((seq, ticket));
+                self.waiting.push_back((seq, ticket, arrived));
             }
             let bytes = item.message.payload.len() + item.message.topic.len() + 64;
             self.mem.push_back(MemEntry {
@@ -136,6 +137,19 @@ impl Task {
         self.last_error = Some(reason.to_owned());
     }
 
+    /// When the next group commit is due: at once when [`min_batch`](Task::min_batch)
+    /// sources wait for one, otherwise [`LINGER`] after the oldest began to wait (so that one
+    /// fsync covers more messages: its CPU cost is per call, not per byte); `None` when no
+    /// source waits.
+    pub(super) fn sync_due(&self) -> Option<Instant> {
+        let (_, _, oldest) = self.waiting.front()?;
+        if self.waiting.len() >= self.min_batch {
+            Some(*oldest)
+        } else {
+            Some(*oldest + LINGER)
+        }
+    }
+
     pub(super) fn start_sync(&mut self) -> Option<(u64, JoinHandle<std::io::Result<()>>)> {
         let upto = self.lane.queue.next_seq();
         let segment = self.lane.queue.segments.back().map_or(0, |s| s.id);
@@ -169,9 +183,9 @@ impl Task {
                 while self
                     .waiting
                     .front()
-                    .is_some_and(|(seq, _)| *seq < self.durable)
+                    .is_some_and(|(seq, ..)| *seq < self.durable)
                 {
-                    if let Some((_, ticket)) = self.waiting.pop_front() {
+                    if let Some((_, ticket, _)) = self.waiting.pop_front() {
                         ticket.complete();
                     }
                 }

@@ -46,6 +46,8 @@ mod intake;
 const BATCH: usize = 1024;
 /// Bytes of undelivered messages kept in memory; older ones are read back from disk.
 const MEMORY_BYTES: usize = 4 * 1024 * 1024;
+/// How long a source waits at most for more messages to share its group commit.
+const LINGER: Duration = Duration::from_millis(1);
 /// How often a failed write, a full spool or a dropped sync is retried.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -180,8 +182,11 @@ struct Task {
     run_start: u64,
     /// Every seq below this is durable.
     durable: u64,
-    /// Gate places released once their seq is durable.
-    waiting: VecDeque<(u64, Ticket)>,
+    /// Gate places released once their seq is durable, and when they began to wait.
+    waiting: VecDeque<(u64, Ticket, Instant)>,
+    /// Sources waiting for a sync that start one at once (half the sources' window: the
+    /// window bounds how many can wait).
+    min_batch: usize,
     mem: VecDeque<MemEntry>,
     mem_bytes: usize,
     /// Seqs in `[dispatch, mem_start)` are on disk only.
@@ -233,6 +238,7 @@ pub(crate) async fn run(
         run_start: next,
         durable: next,
         waiting: VecDeque::new(),
+        min_batch: (budget.saturating_sub(64) / 4).max(1),
         mem: VecDeque::new(),
         mem_bytes: 0,
         mem_start: next,
@@ -275,9 +281,15 @@ pub(crate) async fn run(
         if let Err(error) = task.lane.queue.write() {
             task.write_failed(&error);
         }
-        if syncing.is_none() && !task.waiting.is_empty() {
+        let sync_due = if syncing.is_none() {
+            task.sync_due()
+        } else {
+            None
+        };
+        if sync_due.is_some_and(|due| due <= Instant::now()) || (closed && sync_due.is_some()) {
             syncing = task.start_sync();
         }
+        let linger = syncing.is_none().then_some(sync_due).flatten();
         task.fill_publisher();
         task.publish_status();
 
@@ -302,6 +314,7 @@ pub(crate) async fn run(
                 Some(pending) => incoming.push(pending),
                 None => closed = true,
             },
+            () = tokio::time::sleep_until(linger.unwrap_or_else(Instant::now).into()), if linger.is_some() => {}
             () = tokio::time::sleep(retry_in.unwrap_or(RETRY)), if retry_in.is_some() || blocked => {
                 task.retry_at = None;
             }
