@@ -1,8 +1,10 @@
-//! The resource types the emulator serves.
+//! The resource types the emulator serves: the Event Grid namespace, its MQTT children, and
+//! the `Microsoft.Authorization/roleAssignments` made on them.
 
 use serde::{Deserialize, Serialize};
 
-/// An Event Grid resource type served by the emulator: the namespace and its MQTT children.
+/// A resource type served by the emulator: the Event Grid namespace, its MQTT children, and role
+/// assignments at the namespace or a topic space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ResourceKind {
@@ -18,11 +20,24 @@ pub enum ResourceKind {
     TopicSpace,
     /// `Microsoft.EventGrid/namespaces/permissionBindings`.
     PermissionBinding,
+    /// `Microsoft.Authorization/roleAssignments` at a namespace or one of its topic spaces.
+    RoleAssignment,
 }
 
 impl ResourceKind {
-    /// Every resource kind, namespace first.
-    pub const ALL: [Self; 6] = [
+    /// Every resource kind, namespace first, role assignments last.
+    pub const ALL: [Self; 7] = [
+        Self::Namespace,
+        Self::CaCertificate,
+        Self::Client,
+        Self::ClientGroup,
+        Self::TopicSpace,
+        Self::PermissionBinding,
+        Self::RoleAssignment,
+    ];
+
+    /// The kinds the Event Grid OpenAPI specs define (all but role assignments).
+    pub const EVENT_GRID: [Self; 6] = [
         Self::Namespace,
         Self::CaCertificate,
         Self::Client,
@@ -49,6 +64,7 @@ impl ResourceKind {
             Self::ClientGroup => "clientGroups",
             Self::TopicSpace => "topicSpaces",
             Self::PermissionBinding => "permissionBindings",
+            Self::RoleAssignment => "roleAssignments",
         }
     }
 
@@ -69,10 +85,13 @@ impl ResourceKind {
             Self::ClientGroup => "Microsoft.EventGrid/namespaces/clientGroups",
             Self::TopicSpace => "Microsoft.EventGrid/namespaces/topicSpaces",
             Self::PermissionBinding => "Microsoft.EventGrid/namespaces/permissionBindings",
+            Self::RoleAssignment => "Microsoft.Authorization/roleAssignments",
         }
     }
 
-    /// The OpenAPI definition of the PUT body (and of the resource), e.g. `TopicSpace`.
+    /// The OpenAPI definition of the PUT body (and of the resource), e.g. `TopicSpace`; for role
+    /// assignments, the resource (`RoleAssignment`, in the Authorization spec) whose PUT body is
+    /// `RoleAssignmentCreateParameters`.
     pub fn definition(self) -> &'static str {
         match self {
             Self::Namespace => "Namespace",
@@ -81,6 +100,7 @@ impl ResourceKind {
             Self::ClientGroup => "ClientGroup",
             Self::TopicSpace => "TopicSpace",
             Self::PermissionBinding => "PermissionBinding",
+            Self::RoleAssignment => "RoleAssignment",
         }
     }
 
@@ -93,6 +113,7 @@ impl ResourceKind {
             Self::ClientGroup => "clientGroupName",
             Self::TopicSpace => "topicSpaceName",
             Self::PermissionBinding => "permissionBindingName",
+            Self::RoleAssignment => "roleAssignmentName",
         }
     }
 
@@ -105,6 +126,7 @@ impl ResourceKind {
             Self::ClientGroup => "client group",
             Self::TopicSpace => "topic space",
             Self::PermissionBinding => "permission binding",
+            Self::RoleAssignment => "role assignment",
         }
     }
 }

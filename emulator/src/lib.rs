@@ -28,8 +28,10 @@
 //! - [`config`] holds [`EmulatorConfig`], [`FaultConfig`], [`Quotas`], [`MqttConfig`].
 //! - [`spec`] holds the embedded OpenAPI specs and the body validator, usable on its own.
 //! - [`stats`] holds the [`Stats`] counters and [`CapturedRequest`]s.
-//! - [`ResourceKind`] names the six resource types served.
-//! - Internals: `service` (request handling and ARM operations), `route` (path parsing),
+//! - [`ResourceKind`] names the resource types served: the namespace, its five MQTT child types
+//!   and role assignments (`Microsoft.Authorization`, at the namespace or a topic space).
+//! - Internals: `service` (request handling and ARM operations; `service::role_assignments`
+//!   the `Microsoft.Authorization/roleAssignments` routes), `route` (path parsing),
 //!   `rules` (service rules beyond the schema: clients, topic templates, client group queries,
 //!   bindings, certificates), `store` (resources and the state file), `arm` (error bodies),
 //!   `faults` (seeded fault injection), `mqtt` (the data plane: TLS front end, client

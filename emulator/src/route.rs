@@ -13,6 +13,16 @@ pub(crate) struct NamespacePath {
     pub(crate) namespace: String,
 }
 
+/// Role assignments at a namespace or at one of its topic spaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RoleAssignmentPath {
+    pub(crate) namespace: NamespacePath,
+    /// The topic space, or `None` for the namespace scope.
+    pub(crate) topic_space: Option<String>,
+    /// The assignment, or `None` for the collection.
+    pub(crate) name: Option<String>,
+}
+
 /// What a request path addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Route {
@@ -27,6 +37,8 @@ pub(crate) enum Route {
     ChildList(NamespacePath, ResourceKind),
     /// One child resource.
     Child(NamespacePath, ResourceKind, String),
+    /// `{scope}/providers/Microsoft.Authorization/roleAssignments[/{name}]`.
+    RoleAssignments(RoleAssignmentPath),
     /// An `Azure-AsyncOperation` status monitor.
     OperationStatus(String),
     /// A `Location` operation-result monitor.
@@ -104,7 +116,7 @@ impl Route {
                 Some(kind) => Self::Child(ns, kind, name.to_owned()),
                 None => Self::Unknown,
             },
-            _ => Self::Unknown,
+            ref rest => role_assignments(ns, rest).unwrap_or(Self::Unknown),
         }
     }
 
@@ -113,9 +125,45 @@ impl Route {
         match self {
             Self::NamespaceList { .. } | Self::Namespace(_) => Some(ResourceKind::Namespace),
             Self::ChildList(_, kind) | Self::Child(_, kind, _) => Some(*kind),
+            Self::RoleAssignments(_) => Some(ResourceKind::RoleAssignment),
             _ => None,
         }
     }
+
+    /// Whether a GET of the route reads a collection.
+    pub(crate) fn is_collection(&self) -> bool {
+        match self {
+            Self::NamespaceList { .. } | Self::ChildList(..) => true,
+            Self::RoleAssignments(path) => path.name.is_none(),
+            _ => false,
+        }
+    }
+}
+
+/// `[topicSpaces/{ts}/]providers/Microsoft.Authorization/roleAssignments[/{name}]` after a
+/// namespace.
+fn role_assignments(namespace: NamespacePath, rest: &[&str]) -> Option<Route> {
+    let (topic_space, rest) = match rest {
+        [collection, space, rest @ ..] if collection.eq_ignore_ascii_case("topicSpaces") => {
+            (Some((*space).to_owned()), rest)
+        }
+        _ => (None, rest),
+    };
+    let (fixed, name) = match rest {
+        [a, b, c] => ([a, b, c], None),
+        [a, b, c, name] => ([a, b, c], Some((*name).to_owned())),
+        _ => return None,
+    };
+    let expected = ["providers", "Microsoft.Authorization", "roleAssignments"];
+    fixed
+        .iter()
+        .zip(expected)
+        .all(|(s, e)| s.eq_ignore_ascii_case(e))
+        .then_some(Route::RoleAssignments(RoleAssignmentPath {
+            namespace,
+            topic_space,
+            name,
+        }))
 }
 
 /// The query parameters the emulator reads.
@@ -194,9 +242,35 @@ mod tests {
         );
         assert_eq!(
             Route::parse(&format!("{NS}/clientGroups/%24all")),
-            Route::Child(ns, ResourceKind::ClientGroup, "$all".into())
+            Route::Child(ns.clone(), ResourceKind::ClientGroup, "$all".into())
         );
         assert_eq!(Route::parse(&format!("{NS}/topics/t")), Route::Unknown);
+        let ra = |topic_space: Option<&str>, name: Option<&str>| {
+            Route::RoleAssignments(RoleAssignmentPath {
+                namespace: ns.clone(),
+                topic_space: topic_space.map(str::to_owned),
+                name: name.map(str::to_owned),
+            })
+        };
+        let auth = "providers/Microsoft.Authorization/roleAssignments";
+        assert_eq!(Route::parse(&format!("{NS}/{auth}")), ra(None, None));
+        assert_eq!(
+            Route::parse(&format!("{NS}/{auth}/g1")),
+            ra(None, Some("g1"))
+        );
+        assert_eq!(
+            Route::parse(&format!("{NS}/topicspaces/t1/{}", auth.to_lowercase())),
+            ra(Some("t1"), None)
+        );
+        assert_eq!(
+            Route::parse(&format!("{NS}/topicSpaces/t1/{auth}/g1")),
+            ra(Some("t1"), Some("g1"))
+        );
+        assert_eq!(
+            Route::parse(&format!("{NS}/clients/c/{auth}")),
+            Route::Unknown
+        );
+        assert_eq!(Route::parse(&format!("{NS}/{auth}/g1/x")), Route::Unknown);
         assert_eq!(Route::parse("/"), Route::Unknown);
     }
 

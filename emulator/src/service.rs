@@ -31,6 +31,9 @@ use crate::store::{
 };
 use crate::{EmulatorConfig, EmulatorError, ResourceKind};
 
+/// The `Microsoft.Authorization/roleAssignments` routes.
+mod role_assignments;
+
 /// `provisioningState` values the emulator uses.
 mod provisioning {
     pub(super) const CREATING: &str = "Creating";
@@ -100,6 +103,8 @@ struct Inner {
 pub(crate) struct App {
     config: EmulatorConfig,
     stable: Spec,
+    /// The `Microsoft.Authorization` spec that validates role assignment bodies.
+    authorization: Spec,
     preview: Spec,
     local_addr: SocketAddr,
     inner: Mutex<Inner>,
@@ -123,6 +128,7 @@ impl App {
         let app = Self {
             stable: Spec::stable()?,
             preview: Spec::preview()?,
+            authorization: Spec::authorization()?,
             local_addr,
             inner: Mutex::new(Inner {
                 state,
@@ -239,6 +245,9 @@ impl App {
 
     fn respond(&self, inner: &mut Inner, request: &Request, route: Route, query: &Query) -> Reply {
         self.authorize(&request.headers)?;
+        if let Route::RoleAssignments(path) = &route {
+            return self.role_assignments(inner, request, query, path);
+        }
         let ctx = Ctx {
             request,
             query,
@@ -397,12 +406,13 @@ impl App {
                     state.namespaces.remove(ns);
                 }
                 Target::Child(ns, kind, name) => {
-                    if let Some(children) = state
-                        .namespaces
-                        .get_mut(ns)
-                        .and_then(|e| e.children.get_mut(kind))
-                    {
-                        children.remove(name);
+                    if let Some(entry) = state.namespaces.get_mut(ns) {
+                        if let Some(children) = entry.children.get_mut(kind) {
+                            children.remove(name);
+                        }
+                        if *kind == ResourceKind::TopicSpace {
+                            role_assignments::drop_scope(entry, name);
+                        }
                     }
                 }
             }
@@ -840,7 +850,7 @@ impl App {
             }
         };
         match kind {
-            ResourceKind::Namespace => Ok(()),
+            ResourceKind::Namespace | ResourceKind::RoleAssignment => Ok(()),
             ResourceKind::Client => {
                 let capacity = entry
                     .doc
@@ -973,7 +983,7 @@ impl App {
 // ---- helpers without access to the app ----
 
 fn record(inner: &mut Inner, request: &Request, route: &Route, query: &Query, capture: bool) {
-    let list = matches!(route, Route::NamespaceList { .. } | Route::ChildList(..));
+    let list = route.is_collection();
     let verb = match (&request.method, list) {
         (&Method::GET, true) => Some(Verb::List),
         (&Method::GET, false) => Some(Verb::Get),

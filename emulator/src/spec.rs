@@ -13,6 +13,9 @@
 //! `minLength`, `maxLength`, `minimum`, `maximum` and `pattern` (character-class patterns of the
 //! form `^[…]*$`, the only form these specs use) even though the definitions use them only on
 //! path parameters. Name rules for each resource type come from those path parameters.
+//!
+//! [`Spec::authorization`] (module `authorization`) loads Microsoft's
+//! `Microsoft.Authorization` role assignments spec (`2022-04-01`) into the same validator.
 
 use std::collections::HashMap;
 
@@ -23,6 +26,9 @@ use crate::{EmulatorError, ResourceKind};
 const STABLE_JSON: &str = include_str!("../specs/2025-02-15/EventGrid.json");
 const PREVIEW_JSON: &str = include_str!("../specs/2026-06-15-preview/EventGrid.json");
 const COMMON_JSON: &str = include_str!("../specs/common-types.json");
+
+mod authorization;
+pub use authorization::{AUTHORIZATION_API_VERSION, ROLE_ASSIGNMENT_CREATE_DEFINITION};
 
 /// The api-version of the embedded stable spec.
 pub const STABLE_API_VERSION: &str = "2025-02-15";
@@ -185,9 +191,12 @@ impl Spec {
         Self::load(PREVIEW_API_VERSION, PREVIEW_JSON)
     }
 
-    /// The spec that validates `api_version`: the preview one for `…-preview`, else the stable one.
+    /// The spec that validates `api_version`: the Authorization one for
+    /// [`AUTHORIZATION_API_VERSION`], the preview one for `…-preview`, else the stable one.
     pub fn for_api_version(api_version: &str) -> Result<Self, EmulatorError> {
-        if is_preview(api_version) {
+        if api_version == AUTHORIZATION_API_VERSION {
+            Self::authorization()
+        } else if is_preview(api_version) {
             Self::preview()
         } else {
             Self::stable()
@@ -246,7 +255,7 @@ impl Spec {
     /// Resolves every `$ref` reachable from the served definitions, so that a broken spec fails at
     /// start and never in the middle of a request.
     fn check_references(&self) -> Result<(), String> {
-        let mut pending: Vec<(Doc, &str)> = ResourceKind::ALL
+        let mut pending: Vec<(Doc, &str)> = ResourceKind::EVENT_GRID
             .iter()
             .map(|kind| (Doc::Main, kind.definition()))
             .chain([(Doc::Main, NAMESPACE_UPDATE_DEFINITION)])
@@ -697,7 +706,7 @@ fn name_rules(root: &Value) -> Result<HashMap<ResourceKind, NameRule>, String> {
         .and_then(Value::as_object)
         .ok_or("no paths")?;
     let mut rules = HashMap::new();
-    for kind in ResourceKind::ALL {
+    for kind in ResourceKind::EVENT_GRID {
         let param = kind.name_parameter();
         let suffix = format!("/{}/{{{param}}}", kind.segment());
         let operation = paths

@@ -8,7 +8,9 @@
 //!    endpoint.
 //! 5. **secret files**: the bridge's certificate laid out as a mounted secret
 //!    (`<out>/secrets/<secret>/client_cert.pem …`), for `e4k bridge run --secrets-dir`.
-//! 6. **k8s**: the Secret and the manifests, as files (or applied by the caller).
+//! 6. **k8s**: the Secret and the manifests, as files (or applied by the caller); when a
+//!    `roleAssignments` entry has `bridgeClientId`, the bridge's ServiceAccount and pods are set
+//!    up for AKS workload identity with that client id.
 //!
 //! Every file is written only when its content changes, so a second run reports every step
 //! unchanged and leaves the files as they were.
@@ -307,6 +309,11 @@ pub async fn up(
     )?);
     let mut input = options.manifests.clone();
     input.bridge_yaml = bridge_text;
+    // A spec entry with `bridgeClientId` runs the bridge as that managed identity.
+    if input.workload_identity_client_id.is_none() {
+        input.workload_identity_client_id =
+            crate::eventgrid::rbac::bridge_client_id(&spec).map(str::to_owned);
+    }
     let manifests_text = manifests::render(&input, e4k_templates::K8S_BRIDGE_YAML)?;
     let manifests_path = options.out.join("k8s").join("bridge.yaml");
     record(write_step(

@@ -76,6 +76,7 @@ pub async fn up(dir: &Path, arm_url: &str) -> io::Result<Seeded> {
                 config_maps: Vec::new(),
                 service_account_token: None,
                 spool: None,
+                workload_identity_client_id: None,
             },
             concurrency: 8,
             bridge_sessions: None,

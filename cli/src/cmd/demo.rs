@@ -194,6 +194,7 @@ async fn demo(dir: &Path, repeat: u32, out: &Output) -> anyhow::Result<DemoOutpu
                 secrets: vec!["bridge-client-cert".into()],
                 config_maps: Vec::new(),
                 service_account_token: None,
+                workload_identity_client_id: None,
                 // As `e4k up` renders them by default.
                 spool: Some(SpoolVolume {
                     size_bytes: SpoolVolume::DEFAULT_SIZE,

@@ -49,6 +49,10 @@ pub(crate) struct ManifestsArgs {
     /// configuration authenticates to it with one.
     #[arg(long, default_value = "aio-mq")]
     sat_audience: String,
+    /// The client id of the user-assigned managed identity the bridge runs as (AKS workload
+    /// identity): annotates the ServiceAccount and labels the pods for the webhook.
+    #[arg(long, value_name = "GUID")]
+    workload_identity_client_id: Option<String>,
     #[command(flatten)]
     spool: SpoolArgs,
     /// Apply them to the cluster of the current kubeconfig (server-side apply, field manager
@@ -232,6 +236,7 @@ fn manifests_cmd(args: ManifestsArgs, out: &Output) -> anyhow::Result<ExitCode> 
                 _ => None,
             }),
         spool,
+        workload_identity_client_id: args.workload_identity_client_id,
     };
     let yaml = manifests::render(&input, e4k_templates::K8S_BRIDGE_YAML)?;
     if args.apply {

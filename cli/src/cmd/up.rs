@@ -126,6 +126,7 @@ pub(crate) fn run(args: UpArgs, out: &Output) -> anyhow::Result<ExitCode> {
             config_maps: Vec::new(),
             service_account_token: None,
             spool,
+            workload_identity_client_id: None,
         },
         concurrency: DEFAULT_CONCURRENCY,
         bridge_sessions: Some(BridgeSessions {

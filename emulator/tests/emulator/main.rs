@@ -18,3 +18,5 @@ mod paging;
 mod faults;
 // The state file and shutdown.
 mod persistence;
+// Role assignments (Microsoft.Authorization) at namespace and topic-space scope.
+mod role_assignments;

@@ -1,9 +1,9 @@
 //! Reading the current state and carrying out a [`Plan`] through ARM.
 //!
 //! Order: the namespace (create or patch), then CA certificates, topic spaces, client groups and
-//! clients in parallel (bounded), then permission bindings (they reference topic spaces and
-//! groups), then deletions with bindings first (so nothing they reference disappears under
-//! them). Every write is a full, idempotent PUT: a run stopped half-way is finished by the next.
+//! clients in parallel (bounded), then permission bindings and role assignments (they reference
+//! topic spaces and groups), then deletions with bindings and role assignments first (so
+//! nothing they reference disappears under them). Every write is a full, idempotent PUT: a run stopped half-way is finished by the next.
 //! Writes are not read back (one GET of the namespace at the end reports its hostname).
 
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use super::{
     arm::ArmClient,
     model::{Desired, ResourceKind},
     plan::{Action, Change, Current, Plan},
+    rbac,
 };
 use crate::{Error, Result};
 
@@ -23,7 +24,8 @@ use crate::{Error, Result};
 pub const DEFAULT_CONCURRENCY: usize = 8;
 
 /// Reads what ARM holds for the desired namespace: one GET for the namespace and one paged list
-/// per child type (in parallel).
+/// per child type (in parallel), then, when the spec manages role assignments, one list per
+/// scope (the namespace and each existing topic space).
 ///
 /// # Errors
 /// ARM and transport errors ([`Error::Arm`], [`Error::Transport`], [`Error::Cancelled`]).
@@ -44,6 +46,9 @@ pub async fn read_current(arm: &ArmClient, desired: &Desired) -> Result<Current>
     });
     for (kind, result) in futures_join_all(lists).await {
         current.children.insert(kind, result?);
+    }
+    if desired.role_assignments.is_some() {
+        current.role_assignments = rbac::sync::read(arm, desired, &current).await?;
     }
     Ok(current)
 }
@@ -146,19 +151,20 @@ pub async fn apply(
             ResourceKind::ClientGroup,
             ResourceKind::Client,
         ]),
-        writes(&[ResourceKind::PermissionBinding]),
+        writes(&[
+            ResourceKind::PermissionBinding,
+            ResourceKind::RoleAssignment,
+        ]),
         plan.changes
             .iter()
-            .filter(|c| c.action == Action::Delete && c.kind == ResourceKind::PermissionBinding)
+            .filter(|c| c.action == Action::Delete && references(c.kind))
             .collect(),
         plan.changes
             .iter()
             .filter(|c| {
                 c.action == Action::Delete
-                    && !matches!(
-                        c.kind,
-                        ResourceKind::PermissionBinding | ResourceKind::Namespace
-                    )
+                    && !references(c.kind)
+                    && c.kind != ResourceKind::Namespace
             })
             .collect(),
     ];
@@ -192,6 +198,32 @@ pub async fn apply(
     Ok(ApplyReport { applied, hostname })
 }
 
+/// Kinds that name other resources (a binding its topic space and group, a role assignment its
+/// topic space): written after them, deleted before them.
+fn references(kind: ResourceKind) -> bool {
+    matches!(
+        kind,
+        ResourceKind::PermissionBinding | ResourceKind::RoleAssignment
+    )
+}
+
+/// The ARM id, api-version and PUT body of one change.
+fn target(desired: &Desired, change: &Change) -> Result<(String, String, Option<Value>)> {
+    if change.kind == ResourceKind::RoleAssignment {
+        return rbac::sync::target(desired, change);
+    }
+    let body = desired
+        .children
+        .iter()
+        .find(|c| c.kind == change.kind && c.name == change.name)
+        .map(|c| c.body.clone());
+    Ok((
+        desired.child_id(change.kind, &change.name),
+        desired.child_api_version.clone(),
+        body,
+    ))
+}
+
 /// The MQTT hostname in a namespace resource.
 #[must_use]
 pub fn hostname_of(namespace: &Value) -> Option<String> {
@@ -214,13 +246,7 @@ async fn run_stage(
     for change in changes {
         let arm = Arc::clone(arm);
         let permits = Arc::clone(&permits);
-        let id = desired.child_id(change.kind, &change.name);
-        let api = desired.child_api_version.clone();
-        let body = desired
-            .children
-            .iter()
-            .find(|c| c.kind == change.kind && c.name == change.name)
-            .map(|c| c.body.clone());
+        let (id, api, body) = target(desired, change)?;
         let applied = Applied {
             kind: change.kind,
             name: change.name.clone(),
@@ -237,7 +263,13 @@ async fn run_stage(
             if let (Action::Create | Action::Update | Action::Replace, Some(body)) =
                 (applied.action, &body)
             {
-                arm.put_and_wait(&id, &api, body).await?;
+                match arm.put_and_wait(&id, &api, body).await {
+                    // Someone made the same assignment since the plan: it is in place.
+                    Err(e) if rbac::sync::already_exists(&e) => {
+                        tracing::warn!(resource = %id, error = %e, "the role assignment already exists under another name; leaving it");
+                    }
+                    other => other?,
+                }
             }
             Ok::<_, Error>(applied)
         });
@@ -280,7 +312,7 @@ pub fn destroy_plan(desired: &Desired, current: &Current) -> Plan {
             })
         })
     };
-    let mut changes: Vec<Change> = Vec::new();
+    let mut changes: Vec<Change> = rbac::sync::destroy(desired, current);
     for kind in ResourceKind::CHILDREN.iter().rev() {
         for child in desired.children.iter().filter(|c| c.kind == *kind) {
             if exists(child.kind, &child.name) {

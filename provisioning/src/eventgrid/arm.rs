@@ -319,10 +319,25 @@ impl ArmClient {
     /// # Errors
     /// As [`get`](Self::get), and [`Error::Arm`] with status 404 when the parent is missing.
     pub async fn list(&self, collection_id: &str, api_version: &str) -> Result<Vec<Value>> {
-        let mut url = self.resource_url(collection_id, api_version)?;
         // The largest page ARM serves (`$top` 1..100, default 20): fewer round trips.
-        url.query_pairs_mut()
-            .append_pair("$top", &LIST_PAGE_SIZE.to_string());
+        let top = LIST_PAGE_SIZE.to_string();
+        self.list_with_query(collection_id, api_version, &[("$top", &top)])
+            .await
+    }
+
+    /// [`list`](Self::list) with other query parameters than `$top` (e.g. role assignments'
+    /// `$filter=atScope()`, which have no `$top`).
+    ///
+    /// # Errors
+    /// As [`list`](Self::list).
+    pub async fn list_with_query(
+        &self,
+        collection_id: &str,
+        api_version: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Vec<Value>> {
+        let mut url = self.resource_url(collection_id, api_version)?;
+        url.query_pairs_mut().extend_pairs(query);
         let mut purpose = Purpose::Call;
         let mut items = Vec::new();
         loop {

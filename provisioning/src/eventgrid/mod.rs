@@ -12,6 +12,9 @@
 //! - [`plan`]: create / update / replace / delete / no-op per resource, with field diffs.
 //! - [`apply`]: reading the current state, applying a plan in dependency order with bounded
 //!   parallelism, and `destroy_plan` (carried out by the same `apply`).
+//! - [`rbac`]: Azure RBAC role assignments on the namespace and its topic spaces (spec,
+//!   deterministic names, validation, reading, planning).
+//! - [`jwt`]: custom JWT authentication of MQTT clients (issuer and certificates).
 //! - [`rules`]: Event Grid's syntax rules (client group queries, topic templates), shared with
 //!   the emulator.
 
@@ -19,8 +22,10 @@ pub mod apply;
 pub mod arm;
 pub mod assertion;
 pub mod credential;
+pub mod jwt;
 pub mod model;
 pub mod plan;
+pub mod rbac;
 pub mod rules;
 pub mod spec;
 pub mod validate;

@@ -5,7 +5,10 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::spec::{Spec, State};
+use super::{
+    rbac::DesiredRoleAssignment,
+    spec::{Spec, State},
+};
 use crate::{Error, Result, certs::read_certificates};
 
 /// The resource types e4k manages, in the order they are created.
@@ -24,6 +27,9 @@ pub enum ResourceKind {
     Client,
     /// `…/permissionBindings`
     PermissionBinding,
+    /// `Microsoft.Authorization/roleAssignments` on the namespace or a topic space (not a child
+    /// collection: see [`super::rbac`]).
+    RoleAssignment,
 }
 
 impl ResourceKind {
@@ -46,6 +52,7 @@ impl ResourceKind {
             Self::ClientGroup => "clientGroups",
             Self::Client => "clients",
             Self::PermissionBinding => "permissionBindings",
+            Self::RoleAssignment => "providers/Microsoft.Authorization/roleAssignments",
         }
     }
 
@@ -59,6 +66,7 @@ impl ResourceKind {
             Self::ClientGroup => "client group",
             Self::Client => "client",
             Self::PermissionBinding => "permission binding",
+            Self::RoleAssignment => "role assignment",
         }
     }
 }
@@ -94,6 +102,8 @@ pub struct Desired {
     pub namespace: DesiredNamespace,
     /// The children, in creation order.
     pub children: Vec<DesiredResource>,
+    /// The role assignments, or `None` when the spec leaves them alone (no `roleAssignments`).
+    pub role_assignments: Option<Vec<DesiredRoleAssignment>>,
     /// api-version for the namespace.
     pub namespace_api_version: String,
     /// api-version for the children.
@@ -135,10 +145,20 @@ pub fn desired(spec: &Spec, spec_dir: &Path, spec_path: &Path) -> Result<Desired
     if let Some(h) = mqtt.max_session_expiry_in_hours {
         tsc.insert("maximumSessionExpiryInHours".into(), json!(h));
     }
+    let mut client_authentication = Map::new();
     if !mqtt.alternative_authentication_name_sources.is_empty() {
+        client_authentication.insert(
+            "alternativeAuthenticationNameSources".into(),
+            json!(mqtt.alternative_authentication_name_sources),
+        );
+    }
+    if let Some(jwt) = super::jwt::render(spec, spec_dir, spec_path)? {
+        client_authentication.insert("customJwtAuthentication".into(), jwt);
+    }
+    if !client_authentication.is_empty() {
         tsc.insert(
             "clientAuthentication".into(),
-            json!({ "alternativeAuthenticationNameSources": mqtt.alternative_authentication_name_sources }),
+            Value::Object(client_authentication),
         );
     }
     let mqtt_properties = json!({ "topicSpacesConfiguration": Value::Object(tsc) });
@@ -236,6 +256,10 @@ pub fn desired(spec: &Spec, spec_dir: &Path, spec_path: &Path) -> Result<Desired
             ),
         });
     }
+    let role_assignments = spec
+        .role_assignments
+        .as_ref()
+        .map(|_| super::rbac::desired(spec, &namespace_id));
     Ok(Desired {
         namespace_id,
         namespace: DesiredNamespace {
@@ -244,6 +268,7 @@ pub fn desired(spec: &Spec, spec_dir: &Path, spec_path: &Path) -> Result<Desired
             mqtt_properties,
         },
         children,
+        role_assignments,
         namespace_api_version: spec.api_versions.namespace.clone(),
         child_api_version: spec.api_versions.children.clone(),
     })

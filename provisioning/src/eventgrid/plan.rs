@@ -20,6 +20,9 @@ pub struct Current {
     pub namespace: Option<Value>,
     /// The child resources of each kind.
     pub children: BTreeMap<ResourceKind, Vec<Value>>,
+    /// The role assignments made at the namespace and at its topic spaces (read only when the
+    /// spec manages role assignments).
+    pub role_assignments: Vec<Value>,
 }
 
 /// What happens to one resource.
@@ -224,6 +227,8 @@ pub fn plan(
         }
     }
 
+    super::rbac::sync::plan(desired, current, prune, &mut changes, &mut unmanaged);
+
     let mut summary = Summary::default();
     for change in &changes {
         match change.action {
@@ -297,6 +302,25 @@ fn same(path: &str, desired: &Value, current: &Value) -> bool {
                 .collect()
         };
         return squash(desired) == squash(current);
+    }
+    if path.ends_with(".encodedIssuerCertificates") {
+        // The same normalisation as `encodedCertificate`, per entry: whitespace does not count.
+        let norm = |v: &Value| -> Vec<(String, String)> {
+            let text = |item: &Value, key: &str| -> String {
+                item.get(key)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .collect()
+            };
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .map(|item| (text(item, "kid"), text(item, "encodedCertificate")))
+                .collect()
+        };
+        return norm(desired) == norm(current);
     }
     if path.ends_with(".allowedThumbprints") {
         let norm = |v: &Value| -> Vec<String> {

@@ -19,7 +19,12 @@
 //!   - { name: commanders, query: 'attributes.commander = "true"' }
 //! permissionBindings:
 //!   - { name: commanders-publish-command, clientGroup: commanders, topicSpace: command, permission: Publisher }
+//! roleAssignments:                            # optional: Azure RBAC (Microsoft Entra ID clients)
+//!   - { principalId: 6f1c0a4e-0c7e-4a57-9d5f-3f1e2d7c8b90, role: publisher, topicSpace: command }
 //! ```
+//!
+//! `roleAssignments` is described in [`super::rbac`], `namespace.mqtt.customJwtAuthentication`
+//! in [`super::jwt`].
 //!
 //! `${NAME}` is replaced by the environment variable `NAME` before parsing (`${NAME:-default}`
 //! when it may be unset); `${client.…}` in topic templates is Event Grid's and left alone.
@@ -33,6 +38,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+pub use super::jwt::{CustomJwtAuthentication, IssuerCertificate};
+pub use super::rbac::{PrincipalType, Role, RoleAssignmentSpec};
 use crate::{Error, Result};
 
 /// The largest spec file read (a spec with thousands of clients is still far below).
@@ -63,6 +70,10 @@ pub struct Spec {
     /// Permission bindings.
     #[serde(default)]
     pub permission_bindings: Vec<PermissionBindingSpec>,
+    /// Azure RBAC role assignments on the namespace or its topic spaces. `None` (the field is
+    /// absent): e4k leaves role assignments alone; a list, even empty: e4k manages its own.
+    #[serde(default)]
+    pub role_assignments: Option<Vec<RoleAssignmentSpec>>,
     /// ARM api-versions, when the defaults do not suit.
     #[serde(default)]
     pub api_versions: ApiVersions,
@@ -113,6 +124,9 @@ pub struct MqttSettings {
     /// Longest session expiry in hours (1–8; Event Grid's default is 1).
     #[serde(default)]
     pub max_session_expiry_in_hours: Option<u32>,
+    /// Clients authenticating with JWTs of another issuer (needs a preview api-version).
+    #[serde(default)]
+    pub custom_jwt_authentication: Option<CustomJwtAuthentication>,
 }
 
 impl Default for MqttSettings {
@@ -122,6 +136,7 @@ impl Default for MqttSettings {
             alternative_authentication_name_sources: Vec::new(),
             max_client_sessions_per_authentication_name: None,
             max_session_expiry_in_hours: None,
+            custom_jwt_authentication: None,
         }
     }
 }

@@ -94,6 +94,8 @@ pub fn validate(spec: &Spec, spec_dir: &Path, options: &ValidateOptions) -> Vec<
     v.topic_spaces(spec);
     v.client_groups(spec);
     v.permission_bindings(spec);
+    super::rbac::validate::validate(spec, &mut v.problems);
+    super::jwt::validate(spec, spec_dir, &mut v.problems);
     v.problems
 }
 

@@ -1,0 +1,168 @@
+//! `roleAssignments` through the binary: `e4k up` creates them and sets the bridge up for AKS
+//! workload identity (a rerun writes nothing), `e4k k8s manifests --workload-identity-client-id`
+//! does the same for the manifests alone, and an invalid entry stops `setup` (exit 2) before any
+//! ARM request.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod util;
+
+use std::time::Duration;
+
+use e4k_emulator::{Emulator, EmulatorConfig, ResourceKind, Verb};
+use util::Dir;
+
+const CLIENT_ID: &str = "0d2a6b3c-1e4f-4a5b-8c9d-0e1f2a3b4c5d";
+const ASSIGNMENTS: &str = "
+roleAssignments:
+  - principalId: 6f1c0a4e-0c7e-4a57-9d5f-3f1e2d7c8b90
+    bridgeClientId: 0d2a6b3c-1e4f-4a5b-8c9d-0e1f2a3b4c5d
+    role: publisher
+    topicSpace: telemetry
+  - { principalId: 6f1c0a4e-0c7e-4a57-9d5f-3f1e2d7c8b90, role: subscriber, topicSpace: command }
+";
+
+fn start() -> (tokio::runtime::Runtime, e4k_emulator::RunningEmulator) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let emulator = runtime
+        .block_on(Emulator::start(EmulatorConfig {
+            lro_delay: Duration::from_millis(10),
+            lro_retry_after_secs: 0,
+            ..EmulatorConfig::default()
+        }))
+        .unwrap();
+    (runtime, emulator)
+}
+
+fn workspace(d: &Dir, extra: &str) {
+    let spec = d.e4k(&["eventgrid", "template"]).ok().stdout;
+    std::fs::write(d.path("eventgrid.yaml"), format!("{spec}{extra}")).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/bridge.yaml"),
+        d.path("bridge.yaml"),
+    )
+    .unwrap();
+}
+
+fn env(url: &str) -> [(&str, &str); 4] {
+    [
+        ("E4K_ARM_ENDPOINT", url),
+        ("E4K_ARM_TOKEN", "local"),
+        ("E4K_PASSWORD", "e4k"),
+        (
+            "AZURE_SUBSCRIPTION_ID",
+            "11111111-2222-3333-4444-555555555555",
+        ),
+    ]
+}
+
+#[test]
+fn up_assigns_roles_and_sets_up_workload_identity() {
+    let (_rt, emulator) = start();
+    let d = Dir::new();
+    workspace(&d, ASSIGNMENTS);
+    let url = emulator.base_url();
+    let args = [
+        "--output",
+        "json",
+        "up",
+        "--spec",
+        "eventgrid.yaml",
+        "--bridge",
+        "bridge.yaml",
+        "--min-poll-interval-ms",
+        "10",
+    ];
+    let first: serde_json::Value =
+        serde_json::from_str(&d.e4k_env(&args, &env(&url)).ok().stdout).unwrap();
+    // The seed's 12 writes and the two role assignments.
+    assert_eq!(first["arm_writes"], 14);
+    assert_eq!(
+        emulator
+            .stats()
+            .count(Verb::Put, ResourceKind::RoleAssignment),
+        2
+    );
+    let manifests = std::fs::read_to_string(d.path("e4k-out/k8s/bridge.yaml")).unwrap();
+    assert!(
+        manifests.contains(&format!(
+            "  annotations:\n    azure.workload.identity/client-id: \"{CLIENT_ID}\"\n"
+        )),
+        "{manifests}"
+    );
+    assert!(manifests.contains("        azure.workload.identity/use: \"true\"\n"));
+
+    emulator.reset_stats();
+    let second: serde_json::Value =
+        serde_json::from_str(&d.e4k_env(&args, &env(&url)).ok().stdout).unwrap();
+    assert_eq!(second["arm_writes"], 0);
+    assert_eq!(emulator.stats().writes(), 0);
+}
+
+#[test]
+fn manifests_take_the_workload_identity_client_id() {
+    let d = Dir::new();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/bridge.yaml");
+    let base = ["k8s", "manifests", "--bridge-config", config];
+    let plain = d.e4k(&base).ok().stdout;
+    assert!(!plain.contains("azure.workload.identity"));
+    let mut args = base.to_vec();
+    args.extend(["--workload-identity-client-id", CLIENT_ID]);
+    let yaml = d.e4k(&args).ok().stdout;
+    assert!(yaml.contains(&format!(
+        "azure.workload.identity/client-id: \"{CLIENT_ID}\""
+    )));
+    assert!(yaml.contains("azure.workload.identity/use: \"true\""));
+    // Nothing else changes.
+    let extra: Vec<&str> = yaml
+        .lines()
+        .filter(|l| !plain.lines().any(|p| p == *l))
+        .collect();
+    assert_eq!(extra.len(), 3, "{extra:#?}");
+    let mut bad = base.to_vec();
+    bad.extend(["--workload-identity-client-id", "bridge"]);
+    assert_eq!(d.e4k(&bad).code, 2);
+}
+
+#[test]
+fn invalid_role_assignments_stop_setup_before_any_arm_request() {
+    let (_rt, emulator) = start();
+    let d = Dir::new();
+    d.init_pki(&["--no-password", "--insecure"]);
+    workspace(
+        &d,
+        "
+roleAssignments:
+  - { principalId: not-a-guid, role: publisher, topicSpace: telemetry }
+  - { principalId: 6f1c0a4e-0c7e-4a57-9d5f-3f1e2d7c8b90, role: publisher, topicSpace: status }
+  - { principalId: 6f1c0a4e-0c7e-4a57-9d5f-3f1e2d7c8b90, role: subscriber, namespace: true }
+  - { principalId: 6f1c0a4e-0c7e-4a57-9d5f-3f1e2d7c8b90, role: subscriber, namespace: true }
+",
+    );
+    let url = emulator.base_url();
+    let run = d.e4k_env(
+        &["eventgrid", "setup", "--spec", "eventgrid.yaml", "--yes"],
+        &env(&url),
+    );
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(
+        run.stderr
+            .starts_with("e4k: error: eventgrid.yaml has 3 error(s):\n"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("roleAssignments[0].principalId: \"not-a-guid\" is not a GUID")
+    );
+    assert!(
+        run.stderr
+            .contains("roleAssignments[1].topicSpace: topic space \"status\" is not defined")
+    );
+    assert!(
+        run.stderr.contains(
+            "roleAssignments[3]: the same principal, role and scope as roleAssignments[2]"
+        )
+    );
+    assert_eq!(emulator.stats().total(), 0, "nothing was sent");
+}
