@@ -28,6 +28,10 @@ pub(crate) struct NamespaceEntry {
     /// Children by kind, then by lowercase name.
     #[serde(default)]
     pub(crate) children: BTreeMap<ResourceKind, BTreeMap<String, Value>>,
+    /// Role assignments at this namespace or its topic spaces, by lowercase name: the
+    /// resource as GET returns it ({id, name, type, properties: {roleDefinitionId, principalId, principalType, scope, ...}}).
+    #[serde(default)]
+    pub(crate) role_assignments: BTreeMap<String, Value>,
 }
 
 impl NamespaceEntry {
