@@ -1,5 +1,5 @@
-//! How an emulator instance behaves: address, state file, latency, faults, quotas, and the
-//! optional MQTT data plane.
+//! How an emulator instance behaves: address, state file, latency, faults, quotas, the
+//! optional MQTT data plane and the local token issuer's identity.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -63,6 +63,72 @@ pub struct EmulatorConfig {
     /// The MQTT data plane: a TLS port enforcing the control-plane state, backed by a private
     /// mosquitto. `None` (the default) serves ARM only and needs no mosquitto.
     pub mqtt: Option<MqttConfig>,
+    /// The local token issuer (a managed-identity endpoint for `azure_identity`, and the
+    /// Microsoft Entra ID stand-in the MQTT front end trusts for `OAUTH2-JWT`).
+    pub identity: IdentityConfig,
+}
+
+/// The emulator's managed identity: who the tokens of its identity endpoint name and how
+/// long they last (see the README's "Token issuer" section).
+///
+/// ```
+/// use std::time::Duration;
+/// use e4k_emulator::{EmulatorConfig, IdentityConfig};
+///
+/// let config = EmulatorConfig {
+///     identity: IdentityConfig { token_lifetime: Duration::from_secs(20), ..IdentityConfig::default() },
+///     ..EmulatorConfig::default()
+/// };
+/// assert_eq!(config.identity.principal_id, e4k_emulator::identity::DEFAULT_PRINCIPAL_ID);
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdentityConfig {
+    /// The principal (object) id: the `oid` and `sub` of the tokens the endpoint issues, and
+    /// the `principalId` a role assignment names (default
+    /// [`DEFAULT_PRINCIPAL_ID`](crate::identity::DEFAULT_PRINCIPAL_ID)).
+    pub principal_id: String,
+    /// The identity's client (application) id: the `appid` claim; a request for this
+    /// `client_id` is served like one for the system-assigned identity (default
+    /// [`DEFAULT_CLIENT_ID`](crate::identity::DEFAULT_CLIENT_ID)).
+    pub client_id: String,
+    /// The tenant id: the `tid` claim and the last segment of the issuer URL (default
+    /// [`DEFAULT_TENANT_ID`](crate::identity::DEFAULT_TENANT_ID)).
+    pub tenant_id: String,
+    /// How long an issued token is valid (default 1 hour, as Entra ID's managed-identity
+    /// tokens; tests use seconds).
+    pub token_lifetime: Duration,
+    /// The secret a token request must carry in `X-IDENTITY-HEADER` (App Service's
+    /// `IDENTITY_HEADER`; default
+    /// [`DEFAULT_IDENTITY_HEADER`](crate::identity::DEFAULT_IDENTITY_HEADER)).
+    pub header_secret: String,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        use crate::identity::{
+            DEFAULT_CLIENT_ID, DEFAULT_IDENTITY_HEADER, DEFAULT_PRINCIPAL_ID, DEFAULT_TENANT_ID,
+        };
+        Self {
+            principal_id: DEFAULT_PRINCIPAL_ID.to_owned(),
+            client_id: DEFAULT_CLIENT_ID.to_owned(),
+            tenant_id: DEFAULT_TENANT_ID.to_owned(),
+            token_lifetime: Duration::from_secs(3600),
+            header_secret: DEFAULT_IDENTITY_HEADER.to_owned(),
+        }
+    }
+}
+
+// Hand-written so that the header secret never reaches a log.
+impl fmt::Debug for IdentityConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdentityConfig")
+            .field("principal_id", &self.principal_id)
+            .field("client_id", &self.client_id)
+            .field("tenant_id", &self.tenant_id)
+            .field("token_lifetime", &self.token_lifetime)
+            .field("header_secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// The MQTT data plane's settings (see the README's "MQTT data plane" section).
@@ -154,6 +220,7 @@ impl Default for EmulatorConfig {
             quotas: Quotas::default(),
             capture_requests: true,
             mqtt: None,
+            identity: IdentityConfig::default(),
         }
     }
 }
@@ -175,6 +242,7 @@ impl fmt::Debug for EmulatorConfig {
             .field("quotas", &self.quotas)
             .field("capture_requests", &self.capture_requests)
             .field("mqtt", &self.mqtt)
+            .field("identity", &self.identity)
             .finish()
     }
 }
@@ -188,6 +256,19 @@ impl EmulatorConfig {
         }
         if !(1..=100).contains(&self.page_size) {
             return fail(format!("page_size {} is not in 1..=100", self.page_size));
+        }
+        if self.identity.token_lifetime.is_zero() {
+            return fail("identity.token_lifetime is zero".into());
+        }
+        for (name, value) in [
+            ("principal_id", &self.identity.principal_id),
+            ("client_id", &self.identity.client_id),
+            ("tenant_id", &self.identity.tenant_id),
+            ("header_secret", &self.identity.header_secret),
+        ] {
+            if value.trim().is_empty() {
+                return fail(format!("identity.{name} is empty"));
+            }
         }
         self.faults.validate()
     }

@@ -105,6 +105,20 @@ pub enum EmulatorError {
         reason: String,
     },
 
+    /// The token issuer's key or certificate could not be made, or a token not signed.
+    #[error("token issuer: {reason}")]
+    Identity {
+        /// What failed.
+        reason: String,
+    },
+
+    /// A role assignment could not be stored (its scope names no namespace).
+    #[error("cannot assign the role: {reason}")]
+    RoleAssignment {
+        /// Why.
+        reason: String,
+    },
+
     /// The server task panicked or was aborted.
     #[error("the server task on {addr} did not finish cleanly")]
     Join {

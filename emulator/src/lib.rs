@@ -25,7 +25,10 @@
 //! # Layout
 //! - [`server`] holds [`Emulator`] (bind, run with a `CancellationToken`, start in the background)
 //!   and [`RunningEmulator`] (address, stats, request log, shutdown).
-//! - [`config`] holds [`EmulatorConfig`], [`FaultConfig`], [`Quotas`], [`MqttConfig`].
+//! - [`config`] holds [`EmulatorConfig`], [`FaultConfig`], [`Quotas`], [`MqttConfig`],
+//!   [`IdentityConfig`].
+//! - [`identity`] holds the local token issuer ([`TokenIssuer`], [`TokenRequest`]), the
+//!   managed-identity endpoint `azure_identity` can use, and the Event Grid [`DataRole`]s.
 //! - [`spec`] holds the embedded OpenAPI specs and the body validator, usable on its own.
 //! - [`stats`] holds the [`Stats`] counters and [`CapturedRequest`]s.
 //! - [`ResourceKind`] names the resource types served: the namespace, its five MQTT child types
@@ -35,10 +38,12 @@
 //!   `rules` (service rules beyond the schema: clients, topic templates, client group queries,
 //!   bindings, certificates), `store` (resources and the state file), `arm` (error bodies),
 //!   `faults` (seeded fault injection), `mqtt` (the data plane: TLS front end, client
-//!   authentication, the private mosquitto and its ACL generated from the state).
+//!   authentication by certificate or JWT, re-authentication, the private mosquitto and its
+//!   ACL generated from the state).
 
 pub mod config;
 mod error;
+pub mod identity;
 mod kind;
 pub mod server;
 pub mod spec;
@@ -52,8 +57,9 @@ mod rules;
 mod service;
 mod store;
 
-pub use config::{EmulatorConfig, FaultConfig, MqttConfig, PublishLimit, Quotas};
+pub use config::{EmulatorConfig, FaultConfig, IdentityConfig, MqttConfig, PublishLimit, Quotas};
 pub use error::EmulatorError;
+pub use identity::{DataRole, TokenIssuer, TokenRequest};
 pub use kind::ResourceKind;
 pub use server::{Emulator, RunningEmulator};
-pub use stats::{CapturedRequest, Stats, Verb};
+pub use stats::{CapturedRequest, MqttClientStats, Stats, Verb};

@@ -1,5 +1,5 @@
-//! The HTTP server (and the MQTT data plane when configured): binding, serving until shutdown,
-//! and the handle tests hold.
+//! The HTTP server (ARM routes and the managed-identity endpoint, and the MQTT data plane when
+//! configured): binding, serving until shutdown, and the handle tests hold.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,13 +10,15 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
+use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::mqtt::{DataPlane, ViewSource};
+use crate::identity::{self, DataRole, TokenIssuer, roles};
+use crate::mqtt::{ClientStats, DataPlane, ViewSource};
 use crate::service::{App, Request};
-use crate::stats::{CapturedRequest, Stats};
+use crate::stats::{CapturedRequest, MqttClientStats, Stats};
 use crate::{EmulatorConfig, EmulatorError};
 
 /// An emulator bound to its address, not yet serving.
@@ -68,6 +70,12 @@ impl Emulator {
         self.mqtt.as_ref().map(DataPlane::local_addr)
     }
 
+    /// The managed-identity endpoint (`IDENTITY_ENDPOINT`), e.g.
+    /// `http://127.0.0.1:8890/msi/token`.
+    pub fn identity_endpoint(&self) -> String {
+        format!("http://{}{}", self.local_addr, identity::endpoint::PATH)
+    }
+
     /// The bound MQTT-over-WebSocket address, when
     /// [`MqttConfig::websocket_listen`](crate::MqttConfig::websocket_listen) is set.
     pub fn mqtt_websocket_addr(&self) -> Option<SocketAddr> {
@@ -85,7 +93,10 @@ impl Emulator {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), EmulatorError> {
         let addr = self.local_addr;
         tracing::info!(%addr, "event grid emulator listening");
-        let router = Router::new().fallback(handle).with_state(self.app);
+        let router = Router::new()
+            .route(identity::endpoint::PATH, get(identity_token))
+            .fallback(handle)
+            .with_state(self.app);
         let arm = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let data_plane = async {
@@ -125,6 +136,7 @@ impl Emulator {
             websocket: m.websocket_addr(),
             ca_path: m.ca_path().to_owned(),
             source: m.source(),
+            stats: m.client_stats(),
         });
         let token = CancellationToken::new();
         let task = tokio::spawn(emulator.run(token.clone()));
@@ -160,12 +172,18 @@ async fn handle(
     response
 }
 
+/// The managed-identity endpoint (`IDENTITY_ENDPOINT`).
+async fn identity_token(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Response {
+    app.identity_request(uri.query(), &headers)
+}
+
 /// What a running emulator keeps of its data plane.
 struct MqttHandle {
     addr: SocketAddr,
     websocket: Option<SocketAddr>,
     ca_path: PathBuf,
     source: Arc<ViewSource>,
+    stats: Arc<ClientStats>,
 }
 
 /// A serving emulator. Dropping it stops the server without waiting; [`shutdown`](Self::shutdown)
@@ -216,6 +234,61 @@ impl RunningEmulator {
             Some(m) => m.source.synced(timeout).await,
             None => false,
         }
+    }
+
+    /// The managed-identity endpoint (`IDENTITY_ENDPOINT`) on the ARM port, e.g.
+    /// `http://127.0.0.1:41234/msi/token`; see [`identity_env`](Self::identity_env).
+    pub fn identity_endpoint(&self) -> String {
+        format!("{}{}", self.base_url(), identity::endpoint::PATH)
+    }
+
+    /// The variables that point `azure_identity`'s `ManagedIdentityCredential` (App Service
+    /// protocol) at the emulator: `IDENTITY_ENDPOINT` and `IDENTITY_HEADER`.
+    pub fn identity_env(&self) -> [(&'static str, String); 2] {
+        [
+            ("IDENTITY_ENDPOINT", self.identity_endpoint()),
+            (
+                "IDENTITY_HEADER",
+                self.app.identity().config.header_secret.clone(),
+            ),
+        ]
+    }
+
+    /// The emulator's token issuer: the key behind the identity endpoint, which the MQTT
+    /// front end trusts for `OAUTH2-JWT` (its [`issuer`](TokenIssuer::issuer) is
+    /// `{base_url}/{tenant}/`). Tests sign tokens with it directly.
+    pub fn token_issuer(&self) -> &TokenIssuer {
+        &self.app.identity().issuer
+    }
+
+    /// Assigns `role` to `principal_id` at `scope` (a namespace's ARM id, or
+    /// `{namespaceId}/topicSpaces/{name}`) as role assignment `name`, straight into the state
+    /// (the data plane applies it within about 100 ms; [`mqtt_synced`](Self::mqtt_synced)
+    /// waits for it).
+    pub fn assign_role(
+        &self,
+        name: &str,
+        principal_id: &str,
+        role: DataRole,
+        scope: &str,
+    ) -> Result<(), EmulatorError> {
+        self.app
+            .update_state(|state| roles::assign(state, name, principal_id, role, scope))?
+    }
+
+    /// Removes role assignment `name` of the namespace that `scope` is in; false when there is
+    /// none.
+    pub fn remove_role_assignment(&self, scope: &str, name: &str) -> Result<bool, EmulatorError> {
+        self.app
+            .update_state(|state| roles::remove(state, scope, name))
+    }
+
+    /// The MQTT front end's counters for `client_id` (zero when it never connected).
+    pub fn mqtt_client_stats(&self, client_id: &str) -> MqttClientStats {
+        self.mqtt
+            .as_ref()
+            .map(|m| m.stats.get(client_id))
+            .unwrap_or_default()
     }
 
     /// A snapshot of the request counters.

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::arm::{ArmError, code};
 use crate::faults::{Fault, Rng};
+use crate::identity::{Identity, endpoint};
 use crate::route::{
     NamespacePath, OPERATION_RESULT_SEGMENT, OPERATION_STATUS_SEGMENT, Query, Route,
 };
@@ -110,6 +111,8 @@ pub(crate) struct App {
     inner: Mutex<Inner>,
     /// Bumped on every change of the state, so the MQTT data plane rebuilds its view only then.
     generation: AtomicU64,
+    /// The local token issuer and the managed identity it serves.
+    identity: Identity,
 }
 
 type Reply = Result<Response, ArmError>;
@@ -125,7 +128,9 @@ impl App {
             Some(path) => State::load(path)?,
             None => State::default(),
         };
+        let identity = Identity::new(config.identity.clone(), &format!("http://{local_addr}"))?;
         let app = Self {
+            identity,
             stable: Spec::stable()?,
             preview: Spec::preview()?,
             authorization: Spec::authorization()?,
@@ -205,6 +210,32 @@ impl App {
             let _ = self.persist(&inner.state);
         }
         f(&inner.state)
+    }
+
+    /// The token issuer and the identity it serves.
+    pub(crate) fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Answers a request to the managed-identity endpoint.
+    pub(crate) fn identity_request(&self, query: Option<&str>, headers: &HeaderMap) -> Response {
+        let response = endpoint::answer(&self.identity, query, headers);
+        if response.status().is_success() {
+            self.lock().stats.identity_tokens += 1;
+        }
+        response
+    }
+
+    /// Changes the state with `f` and saves it (the data plane picks the change up on its
+    /// next sync). For state that has no ARM route here (role assignments).
+    pub(crate) fn update_state<R>(
+        &self,
+        f: impl FnOnce(&mut State) -> R,
+    ) -> Result<R, EmulatorError> {
+        let mut inner = self.lock();
+        let result = f(&mut inner.state);
+        self.save(&inner.state)?;
+        Ok(result)
     }
 
     /// A number that changes whenever the state does.

@@ -1,4 +1,5 @@
-//! Request counters and the optional request log that tests read.
+//! Request counters, the optional request log and the MQTT per-client counters that tests
+//! read.
 
 use std::collections::BTreeMap;
 
@@ -42,6 +43,8 @@ pub struct Stats {
     pub throttled: u64,
     /// Requests answered with an injected 500 or 503.
     pub server_errors: u64,
+    /// Tokens the managed-identity endpoint issued.
+    pub identity_tokens: u64,
 }
 
 impl Stats {
@@ -82,6 +85,23 @@ impl Stats {
     pub fn total(&self) -> u64 {
         self.sum(|_, _| true) + self.polls + self.unrouted
     }
+}
+
+/// What the MQTT front end saw of one client id (session name), for tests: e.g. a JWT client
+/// that re-authenticated twice on one connection has `connects == 1` and
+/// `reauthentications == 2`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MqttClientStats {
+    /// CONNECT packets received (accepted or refused).
+    pub connects: u64,
+    /// CONNECTs the front end accepted and passed to the broker.
+    pub accepted: u64,
+    /// AUTH re-authentications (reason 0x19) answered with success.
+    pub reauthentications: u64,
+    /// AUTH re-authentications refused (the connection was closed with DISCONNECT).
+    pub reauthentication_failures: u64,
+    /// Connections closed because their token expired.
+    pub expired: u64,
 }
 
 /// One request as the emulator received it.

@@ -235,6 +235,8 @@ mod tests {
             groups: BTreeMap::new(),
             topic_spaces: BTreeMap::new(),
             bindings: Vec::new(),
+            role_grants: Vec::new(),
+            custom_jwt: None,
         }
     }
 

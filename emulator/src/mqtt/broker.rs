@@ -20,6 +20,10 @@ use crate::EmulatorError;
 
 /// How long mosquitto may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long mosquitto may take to log that it reloads.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(2);
+/// The line mosquitto 2.0 logs (at `information`) when it reloads on SIGHUP.
+const RELOADING: &str = "Reloading config.";
 /// Event Grid's maximum packet size: 512 KiB.
 pub(crate) const MAX_PACKET_SIZE: usize = 512 * 1024;
 /// Event Grid's maximum keep-alive, in seconds.
@@ -141,9 +145,37 @@ impl Broker {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Replaces the ACL file and makes mosquitto re-read it (SIGHUP).
+    /// Replaces the ACL file, makes mosquitto re-read it (SIGHUP) and waits (up to
+    /// [`RELOAD_TIMEOUT`]) until its log says "Reloading config.": mosquitto reloads in the
+    /// same turn of its loop, so a packet sent after that is checked against the new ACL.
     pub(crate) async fn reload_acl(&self, acl: &str) -> Result<(), EmulatorError> {
         write_atomically(&self.acl, acl)?;
+        let before = std::fs::metadata(&self.log).map_or(0, |m| m.len());
+        self.signal_reload().await?;
+        let deadline = Instant::now() + RELOAD_TIMEOUT;
+        while !self.logged_since(before, RELOADING) {
+            if Instant::now() > deadline {
+                tracing::warn!("mosquitto did not log its reload in time; going on");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(())
+    }
+
+    /// Whether the log holds `line` after its first `offset` bytes.
+    fn logged_since(&self, offset: u64, line: &str) -> bool {
+        use std::io::{Read as _, Seek as _};
+        let Ok(mut file) = std::fs::File::open(&self.log) else {
+            return false;
+        };
+        let mut text = String::new();
+        file.seek(io::SeekFrom::Start(offset)).is_ok()
+            && file.read_to_string(&mut text).is_ok()
+            && text.contains(line)
+    }
+
+    async fn signal_reload(&self) -> Result<(), EmulatorError> {
         // No libc in the workspace and `unsafe` is forbidden: `kill(1)` sends the signal.
         let status = tokio::process::Command::new("kill")
             .arg("-HUP")

@@ -1,18 +1,19 @@
-//! The TLS front end of the MQTT port: TLS with a required client certificate, the first
-//! packet (CONNECT) read and authenticated against the control-plane state, the session quota,
-//! then the CONNECT forwarded to mosquitto with the client's broker username and the packets
-//! piped both ways until either side closes. Client packets are framed on the way, to refuse
+//! The TLS front end of the MQTT port: TLS (a client certificate is asked for; without one only
+//! a v5 CONNECT with `OAUTH2-JWT` or `CUSTOM-JWT` authentication gets in), the first packet
+//! (CONNECT) read and authenticated against the control-plane state (certificates in `auth`,
+//! tokens in `jwt_session`), the session quota, then the CONNECT forwarded to mosquitto with the
+//! client's broker username (and without its authentication properties) and the packets piped
+//! both ways until either side closes. A JWT session's AUTH packets are answered here and never
+//! reach mosquitto, and the session ends when its token expires. Client packets are framed on the way, to refuse
 //! QoS 2 PUBLISH and packets over 512 KiB and to lower QoS 2 subscriptions to 1; mosquitto's
 //! own `max_qos` is lost on its first reload (mosquitto 2.0.11), so it cannot be relied on.
 //! A session that publishes faster than Event Grid's per-session quota is throttled
-//! ([`Throttle`]): the front end reads its packets more slowly, and TCP backpressure does the
-//! rest. (How the real service enforces the quota is not documented; slowing down is the
-//! behaviour a client can count on least, so it is what a bridge must be built for.)
+//! (`throttle`): the front end reads its packets more slowly, and TCP backpressure does the
+//! rest.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -26,11 +27,15 @@ use tracing::Instrument as _;
 use super::ViewSource;
 use super::auth::{PeerCert, authenticate};
 use super::broker::MAX_PACKET_SIZE;
+use super::jwt_session::{self, AuthOutcome, JwtSession, NOT_AUTHORIZED, PROTOCOL_ERROR};
 use super::model::{NamespaceView, broker_username};
 use super::packet::{
     Connect, PacketError, Refusal, V5, cap_subscribe_qos, connack, disconnect, frame_len,
     publish_qos, with_max_qos_1,
 };
+use super::props::{self, AUTH};
+use super::session::{ClientStats, LiveJwtClients, SessionGuard, Sessions};
+use super::throttle::Throttle;
 use crate::config::PublishLimit;
 
 /// How long a client may take to complete TLS.
@@ -57,7 +62,14 @@ pub(crate) struct FrontEnd {
     pub(crate) sessions: Arc<Sessions>,
     /// The inbound publish quota of each session.
     pub(crate) publish_limit: Option<PublishLimit>,
+    /// The CUSTOM-JWT clients connected now (the ACL has a section for each).
+    pub(crate) live: Arc<LiveJwtClients>,
+    /// Counters per client id.
+    pub(crate) stats: Arc<ClientStats>,
 }
+
+/// A CONNECT the front end accepted: the broker username, the session slot, the JWT state.
+type Admitted = (String, SessionGuard, Option<JwtSession>);
 
 impl FrontEnd {
     /// Accepts connections until `token` is cancelled, then closes them and waits for their
@@ -146,13 +158,28 @@ impl FrontEnd {
             tokio::time::timeout(CONNECT_TIMEOUT, read_connect(&mut tls, &mut buffer))
                 .await
                 .map_err(|_| "no CONNECT in time".to_owned())??;
-        let (username, guard) = match self.admit(chain, sni.as_deref(), &connect) {
+        let client_id = connect.client_id.clone();
+        self.stats.update(&client_id, |s| s.connects += 1);
+        let admitted = match connect.authentication() {
+            Err(e) => return Err(format!("bad CONNECT: {e}")),
+            Ok(Some(auth)) => jwt_session::admit(self, sni.as_deref(), &connect, &auth)
+                .await
+                .map(|(user, guard, jwt)| (user, guard, Some(jwt)))
+                .map_err(|r| (r.refusal, r.cause, Some(auth.method))),
+            Ok(None) => self
+                .admit(chain, sni.as_deref(), &connect)
+                .map(|(user, guard)| (user, guard, None))
+                .map_err(|r| (r, "certificate authentication".to_owned(), None)),
+        };
+        let (username, guard, jwt): Admitted = match admitted {
             Ok(admitted) => admitted,
-            Err(refusal) => {
+            Err((refusal, cause, method)) => {
                 tracing::info!(
-                    client_id = %connect.client_id,
+                    %client_id,
                     username = ?connect.username,
+                    ?method,
                     ?refusal,
+                    %cause,
                     "MQTT connection refused"
                 );
                 let code = refusal.code(connect.level);
@@ -163,17 +190,21 @@ impl FrontEnd {
                 return Ok(());
             }
         };
-        tracing::info!(client_id = %connect.client_id, %username, "MQTT client connected");
+        self.stats.update(&client_id, |s| s.accepted += 1);
+        tracing::info!(%client_id, %username, "MQTT client connected");
         let mut upstream = TcpStream::connect(self.broker)
             .await
             .map_err(|e| format!("cannot reach mosquitto at {}: {e}", self.broker))?;
+        let forwarded = connect
+            .without_authentication()
+            .map_err(|e| format!("bad CONNECT: {e}"))?;
         upstream
-            .write_all(&connect.with_credentials(&username).encode())
+            .write_all(&forwarded.with_credentials(&username).encode())
             .await
             .map_err(|e| format!("writing to mosquitto: {e}"))?;
         buffer.drain(..used);
         let throttle = self.publish_limit.map(Throttle::new);
-        let ended = pipe(tls, upstream, connect.level, buffer, throttle).await;
+        let ended = pipe(tls, upstream, connect.level, buffer, throttle, jwt).await;
         drop(guard);
         tracing::debug!(%username, %ended, "MQTT client disconnected");
         Ok(())
@@ -188,6 +219,7 @@ impl FrontEnd {
         connect: &Connect,
     ) -> Result<(String, SessionGuard), Refusal> {
         let view = self.source.current();
+        // Without a certificate only a JWT could have authenticated the client.
         let leaf = chain.first().ok_or(Refusal::BadCredentials)?;
         let peer = PeerCert::parse(leaf).map_err(|_| Refusal::BadCredentials)?;
         let enabled: Vec<&NamespaceView> = view.namespaces.iter().filter(|ns| ns.enabled).collect();
@@ -241,6 +273,7 @@ async fn pipe<S>(
     level: u8,
     pending: Vec<u8>,
     throttle: Option<Throttle>,
+    jwt: Option<JwtSession>,
 ) -> String
 where
     S: AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -260,8 +293,9 @@ where
         }
         let _ = client_write.shutdown().await;
     };
-    let down = to_client(broker_read, tx.clone(), level);
-    let up = to_broker(client_read, broker_write, tx, level, pending, throttle);
+    let method = jwt.as_ref().map(|j| j.method().as_str());
+    let down = to_client(broker_read, tx.clone(), level, method);
+    let up = to_broker(client_read, broker_write, tx, level, pending, throttle, jwt);
     let relay = async move {
         tokio::pin!(down);
         tokio::pin!(up);
@@ -278,11 +312,13 @@ where
     ended
 }
 
-/// Broker → client: the CONNACK (v5: with Maximum QoS 1 added), then bytes as they come.
+/// Broker → client: the CONNACK (v5: with Maximum QoS 1 added, and a JWT session's
+/// Authentication Method), then bytes as they come.
 async fn to_client(
     mut broker: tokio::net::tcp::OwnedReadHalf,
     tx: mpsc::Sender<Vec<u8>>,
     level: u8,
+    method: Option<&str>,
 ) -> String {
     let mut chunk = vec![0u8; 16 * 1024];
     let mut first = Vec::new();
@@ -290,6 +326,9 @@ async fn to_client(
         match frame_len(&first, usize::MAX) {
             Ok(Some(len)) => {
                 let mut out = with_max_qos_1(&first[..len], level);
+                if let Some(method) = method {
+                    out = props::with_authentication_method(&out, method);
+                }
                 out.extend_from_slice(&first[len..]);
                 if tx.send(out).await.is_err() {
                     return "client gone".into();
@@ -321,7 +360,9 @@ async fn to_client(
 }
 
 /// Client → broker, packet by packet: QoS 2 PUBLISH and oversized packets end the connection
-/// (v5: with a DISCONNECT saying why), QoS 2 subscriptions are lowered to 1.
+/// (v5: with a DISCONNECT saying why), QoS 2 subscriptions are lowered to 1, AUTH packets are
+/// answered here (a JWT session's re-authentication), and a JWT session ends with DISCONNECT
+/// 0x87 when its token expires.
 async fn to_broker<R: AsyncRead + Unpin>(
     mut client: R,
     mut broker: tokio::net::tcp::OwnedWriteHalf,
@@ -329,6 +370,7 @@ async fn to_broker<R: AsyncRead + Unpin>(
     level: u8,
     mut buffer: Vec<u8>,
     mut throttle: Option<Throttle>,
+    mut jwt: Option<JwtSession>,
 ) -> String {
     let mut chunk = vec![0u8; 16 * 1024];
     let refuse = |reason: u8, why: &str| {
@@ -356,6 +398,24 @@ async fn to_broker<R: AsyncRead + Unpin>(
                 Err(e) => return format!("bad packet: {e}"),
             };
             let mut packet: Vec<u8> = buffer.drain(..len).collect();
+            if packet[0] == AUTH {
+                let outcome = match jwt.as_mut() {
+                    Some(session) => session.on_auth(&packet).await,
+                    None => AuthOutcome::Disconnect(
+                        PROTOCOL_ERROR,
+                        "AUTH from a client that connected without an authentication method".into(),
+                    ),
+                };
+                match outcome {
+                    AuthOutcome::Reply(reply) => {
+                        if tx.send(reply).await.is_err() {
+                            return "client gone".into();
+                        }
+                    }
+                    AuthOutcome::Disconnect(reason, why) => return refuse(reason, &why).await,
+                }
+                continue;
+            }
             let qos = publish_qos(packet[0]);
             if qos == Some(2) {
                 return refuse(QOS_NOT_SUPPORTED, "QoS 2 PUBLISH refused").await;
@@ -372,7 +432,19 @@ async fn to_broker<R: AsyncRead + Unpin>(
                 return format!("broker write failed: {e}");
             }
         }
-        match client.read(&mut chunk).await {
+        let read = match jwt.as_ref().map(JwtSession::deadline) {
+            Some(deadline) => tokio::select! {
+                read = client.read(&mut chunk) => read,
+                () = tokio::time::sleep_until(deadline) => {
+                    if let Some(session) = &jwt {
+                        session.expire();
+                    }
+                    return refuse(NOT_AUTHORIZED, "token expired").await;
+                }
+            },
+            None => client.read(&mut chunk).await,
+        };
+        match read {
             Ok(0) => return "client closed".into(),
             Err(e) => return format!("client read failed: {e}"),
             Ok(n) => buffer.extend_from_slice(&chunk[..n]),
@@ -422,63 +494,6 @@ fn mqtt_websocket(
     Ok(response)
 }
 
-/// Event Grid's per-session inbound quota as two virtual clocks, one for messages and one for
-/// bytes: each PUBLISH moves them forward by its cost (1/rate), a clock never lags more than
-/// [`Throttle::BURST`] behind real time (the credit a quiet session may save up), and a
-/// PUBLISH is passed on once both clocks are no longer ahead of real time.
-#[derive(Debug)]
-pub(crate) struct Throttle {
-    per_message: Option<Duration>,
-    per_byte_nanos: Option<f64>,
-    messages: Instant,
-    bytes: Instant,
-}
-
-impl Throttle {
-    /// The most credit a session saves up: 100 ms of quota.
-    const BURST: Duration = Duration::from_millis(100);
-
-    pub(crate) fn new(limit: PublishLimit) -> Self {
-        Self::starting_at(limit, Instant::now())
-    }
-
-    /// A new session starts with the whole burst credit.
-    fn starting_at(limit: PublishLimit, now: Instant) -> Self {
-        let now = now.checked_sub(Self::BURST).unwrap_or(now);
-        Throttle {
-            per_message: (limit.messages_per_second > 0)
-                .then(|| Duration::from_secs(1) / limit.messages_per_second),
-            per_byte_nanos: (limit.bytes_per_second > 0)
-                .then(|| 1e9 / f64::from(limit.bytes_per_second)),
-            messages: now,
-            bytes: now,
-        }
-    }
-
-    /// Charges a PUBLISH of `len` bytes; returns when it may pass, if that is later than now.
-    pub(crate) fn admit(&mut self, len: usize) -> Option<Instant> {
-        self.admit_at(len, Instant::now())
-    }
-
-    fn admit_at(&mut self, len: usize, now: Instant) -> Option<Instant> {
-        let floor = now.checked_sub(Self::BURST).unwrap_or(now);
-        if let Some(cost) = self.per_message {
-            self.messages = self.messages.max(floor) + cost;
-        }
-        if let Some(per_byte) = self.per_byte_nanos {
-            #[allow(
-                clippy::cast_precision_loss,
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss
-            )]
-            let cost = Duration::from_nanos((len as f64 * per_byte) as u64);
-            self.bytes = self.bytes.max(floor) + cost;
-        }
-        let until = self.messages.max(self.bytes);
-        (until > now).then_some(until)
-    }
-}
-
 /// Reads until `buffer` holds a whole CONNECT; returns it and its length (bytes after it, e.g.
 /// a SUBSCRIBE sent without waiting for CONNACK, stay in `buffer`).
 async fn read_connect<S: AsyncRead + Unpin>(
@@ -495,188 +510,5 @@ async fn read_connect<S: AsyncRead + Unpin>(
             return Err("closed before CONNECT".into());
         }
         buffer.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Live sessions, to enforce `maximumClientSessionsPerAuthenticationName` and keep a client
-/// id to one authentication name.
-#[derive(Debug, Default)]
-pub(crate) struct Sessions {
-    inner: Mutex<SessionsInner>,
-}
-
-#[derive(Debug, Default)]
-struct SessionsInner {
-    /// (namespace, authentication name) → client id → live connections.
-    by_name: HashMap<(String, String), HashMap<String, usize>>,
-    /// (namespace, client id) → the authentication name holding it.
-    owners: HashMap<(String, String), String>,
-    /// Numbers connections with an empty client id, each a session of its own.
-    anonymous: u64,
-}
-
-/// A session slot, given back on drop.
-#[derive(Debug)]
-pub(crate) struct SessionGuard {
-    sessions: Arc<Sessions>,
-    namespace: String,
-    name: String,
-    client_id: String,
-}
-
-impl Sessions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, SessionsInner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Takes a slot for `client_id` of `name`. The same client id reconnecting takes over its
-    /// session and needs no new slot; a client id live under another authentication name is
-    /// refused (Event Grid: unauthorized).
-    pub(crate) fn acquire(
-        self: &Arc<Self>,
-        namespace: &str,
-        name: &str,
-        client_id: &str,
-        max: usize,
-    ) -> Result<SessionGuard, Refusal> {
-        let namespace = namespace.to_lowercase();
-        let name = name.to_lowercase();
-        let mut inner = self.lock();
-        let client_id = if client_id.is_empty() {
-            inner.anonymous += 1;
-            format!("\0anonymous-{}", inner.anonymous)
-        } else {
-            client_id.to_owned()
-        };
-        let id_key = (namespace.clone(), client_id.clone());
-        if inner
-            .owners
-            .get(&id_key)
-            .is_some_and(|owner| *owner != name)
-        {
-            return Err(Refusal::NotAuthorized);
-        }
-        let sessions = inner
-            .by_name
-            .entry((namespace.clone(), name.clone()))
-            .or_default();
-        if !sessions.contains_key(&client_id) && sessions.len() >= max {
-            return Err(Refusal::QuotaExceeded);
-        }
-        *sessions.entry(client_id.clone()).or_default() += 1;
-        inner.owners.insert(id_key, name.clone());
-        Ok(SessionGuard {
-            sessions: Arc::clone(self),
-            namespace,
-            name,
-            client_id,
-        })
-    }
-
-    /// Live sessions of an authentication name.
-    #[cfg(test)]
-    fn count(&self, namespace: &str, name: &str) -> usize {
-        self.lock()
-            .by_name
-            .get(&(namespace.to_lowercase(), name.to_lowercase()))
-            .map_or(0, HashMap::len)
-    }
-}
-
-impl Drop for SessionGuard {
-    fn drop(&mut self) {
-        let mut inner = self.sessions.lock();
-        let key = (self.namespace.clone(), self.name.clone());
-        let Some(sessions) = inner.by_name.get_mut(&key) else {
-            return;
-        };
-        if let Some(count) = sessions.get_mut(&self.client_id) {
-            *count -= 1;
-            if *count == 0 {
-                sessions.remove(&self.client_id);
-                inner
-                    .owners
-                    .remove(&(self.namespace.clone(), self.client_id.clone()));
-            }
-        }
-        if inner.by_name.get(&key).is_some_and(HashMap::is_empty) {
-            inner.by_name.remove(&key);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn throttle_holds_a_session_to_its_quota_after_a_burst() {
-        let t0 = Instant::now();
-        let mut throttle = Throttle::starting_at(
-            PublishLimit {
-                messages_per_second: 1_000,
-                bytes_per_second: 0,
-            },
-            t0,
-        );
-        // 100 ms of credit: the first 100 pass at once, then one per millisecond.
-        assert!((0..100).all(|_| throttle.admit_at(10, t0).is_none()));
-        let ms = Duration::from_millis(1);
-        assert_eq!(throttle.admit_at(10, t0), Some(t0 + ms));
-        assert_eq!(throttle.admit_at(10, t0), Some(t0 + 2 * ms));
-        // After a quiet second, at most 100 ms of credit again.
-        let t1 = t0 + Duration::from_secs(1);
-        assert!((0..100).all(|_| throttle.admit_at(10, t1).is_none()));
-        assert_eq!(throttle.admit_at(10, t1), Some(t1 + ms));
-    }
-
-    #[test]
-    fn throttle_counts_bytes_too() {
-        let t0 = Instant::now();
-        let mut throttle = Throttle::starting_at(
-            PublishLimit {
-                messages_per_second: 0,
-                bytes_per_second: 1_000_000,
-            },
-            t0,
-        );
-        assert_eq!(throttle.admit_at(100_000, t0), None);
-        assert_eq!(
-            throttle.admit_at(100_000, t0),
-            Some(t0 + Duration::from_millis(100))
-        );
-    }
-
-    #[test]
-    fn sessions_are_counted_per_authentication_name() {
-        let sessions = Arc::new(Sessions::default());
-        let a = sessions.acquire("ns", "bridge", "b1", 2).unwrap();
-        let b = sessions.acquire("ns", "Bridge", "b2", 2).unwrap();
-        assert_eq!(
-            sessions.acquire("ns", "bridge", "b3", 2).unwrap_err(),
-            Refusal::QuotaExceeded
-        );
-        // Taking over its own session needs no new slot.
-        let again = sessions.acquire("ns", "bridge", "b1", 2).unwrap();
-        // Another name may not take a live client id.
-        assert_eq!(
-            sessions.acquire("ns", "mosquitto", "b1", 2).unwrap_err(),
-            Refusal::NotAuthorized
-        );
-        // Other namespaces count apart.
-        let other = sessions.acquire("ns2", "bridge", "b3", 1).unwrap();
-        assert_eq!(sessions.count("ns", "bridge"), 2);
-        drop((a, again));
-        let c = sessions.acquire("ns", "bridge", "b3", 2).unwrap();
-        drop((b, c, other));
-        assert_eq!(sessions.count("ns", "bridge"), 0);
-        let first = sessions.acquire("ns", "x", "", 1).unwrap();
-        assert_eq!(
-            sessions.acquire("ns", "x", "", 1).unwrap_err(),
-            Refusal::QuotaExceeded,
-            "an empty client id is a new session"
-        );
-        drop(first);
-        assert!(sessions.lock().owners.is_empty());
     }
 }

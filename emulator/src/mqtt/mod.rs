@@ -11,17 +11,30 @@
 //!
 //! - `frontend`: TLS, CONNECT, authentication, session quota, then bytes piped to mosquitto.
 //! - `auth`: which registered client a certificate and a CONNECT stand for.
-//! - `model`: the control-plane view the data plane uses, and the ACL file made from it.
+//! - `jwt`: which namespace and identity an `OAUTH2-JWT` or `CUSTOM-JWT` token stands for.
+//! - `jwt_session`: a JWT connection's admission, AUTH re-authentication and expiry.
+//! - `session`: live session slots, live CUSTOM-JWT clients, per-client-id counters.
+//! - `throttle`: the per-session publish quota.
+//! - `model`: the control-plane view the data plane uses.
+//! - `acl`: the mosquitto ACL file made from the view and the live JWT clients.
 //! - `broker`: mosquitto's configuration, start, reload and stop.
-//! - `packet`: CONNECT/CONNACK encoding.
+//! - `packet`: CONNECT/CONNACK encoding and packet framing; `props`: v5 properties and AUTH.
 //! - `tls`: the data-plane CA, server certificates and the client certificate check.
 
+mod acl;
 mod auth;
 mod broker;
 mod frontend;
+mod jwt;
+mod jwt_session;
 mod model;
 mod packet;
+mod props;
+mod session;
+mod throttle;
 mod tls;
+
+pub(crate) use session::ClientStats;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,8 +47,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::EmulatorError;
 use crate::config::MqttConfig;
+use crate::identity::Identity;
 use crate::service::App;
 use model::View;
+use session::LiveJwtClients;
 
 /// How often the ACL sync looks for control-plane changes (and completes due operations).
 const SYNC_INTERVAL: Duration = Duration::from_millis(100);
@@ -77,6 +92,11 @@ impl ViewSource {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         true
+    }
+
+    /// The emulator's token issuer (the Entra ID stand-in for `OAUTH2-JWT`).
+    pub(crate) fn identity(&self) -> &Identity {
+        self.app.identity()
     }
 
     /// The current view.
@@ -158,7 +178,7 @@ impl DataPlane {
         })?;
 
         let source = Arc::new(ViewSource::new(app));
-        let acl = model::acl_file(&source.current());
+        let acl = acl::acl_file(&source.current(), &[]);
         let binary = config
             .mosquitto_binary
             .clone()
@@ -172,6 +192,8 @@ impl DataPlane {
             broker: broker.addr(),
             sessions: Arc::default(),
             publish_limit: config.session_publish_limit,
+            live: Arc::default(),
+            stats: Arc::default(),
         });
         Ok(Self {
             listener,
@@ -205,6 +227,11 @@ impl DataPlane {
         Arc::clone(&self.front.source)
     }
 
+    /// The per-client-id counters, shared with the handle tests hold.
+    pub(crate) fn client_stats(&self) -> Arc<ClientStats> {
+        Arc::clone(&self.front.stats)
+    }
+
     /// Serves until `token` is cancelled; then closes every connection and stops mosquitto.
     pub(crate) async fn run(self, token: CancellationToken) {
         let Self {
@@ -227,17 +254,18 @@ impl DataPlane {
                     .await;
             }
         };
-        let sync = sync_acl(&front.source, &broker, acl, token.clone());
+        let sync = sync_acl(&front.source, &front.live, &broker, acl, token.clone());
         tokio::join!(serve, serve_websocket, sync);
         drop(broker);
         tracing::debug!("MQTT data plane stopped");
     }
 }
 
-/// Rewrites the ACL and reloads mosquitto whenever the control-plane state changes what it
-/// grants.
+/// Rewrites the ACL and reloads mosquitto whenever the control-plane state or the set of live
+/// CUSTOM-JWT clients changes what it grants.
 async fn sync_acl(
     source: &ViewSource,
+    live: &LiveJwtClients,
     broker: &broker::Broker,
     mut last: String,
     token: CancellationToken,
@@ -245,16 +273,21 @@ async fn sync_acl(
     let mut interval = tokio::time::interval(SYNC_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_view: Option<Arc<View>> = None;
+    let mut last_live = None;
     loop {
         tokio::select! {
             () = token.cancelled() => return,
             _ = interval.tick() => {}
+            () = live.changed.notified() => {}
         }
         let view = source.tick();
-        if last_view.as_ref().is_some_and(|v| Arc::ptr_eq(v, &view)) {
+        let (live_generation, clients) = live.snapshot();
+        if last_view.as_ref().is_some_and(|v| Arc::ptr_eq(v, &view))
+            && last_live == Some(live_generation)
+        {
             continue;
         }
-        let acl = model::acl_file(&view);
+        let acl = acl::acl_file(&view, &clients);
         if acl != last {
             if let Err(error) = broker.reload_acl(&acl).await {
                 // Retried on the next tick.
@@ -265,7 +298,9 @@ async fn sync_acl(
             last = acl;
         }
         source.applied.store(view.generation, Ordering::Release);
+        live.applied(live_generation);
         last_view = Some(view);
+        last_live = Some(live_generation);
     }
 }
 

@@ -1,11 +1,11 @@
-//! What the data plane needs from the control plane, read out of the stored ARM documents, and
-//! the mosquitto ACL file generated from it.
+//! What the data plane needs from the control plane, read out of the stored ARM documents:
+//! namespaces, their clients, groups, topic spaces and bindings, the role assignments of
+//! Microsoft Entra principals, and the custom JWT issuer (the ACL made from it is in `acl`).
 //!
 //! A resource takes effect once it is `Succeeded`; while it is `Updating` its new body applies
 //! and while it is `Deleting` it still applies. `Creating` and `Failed` resources do not.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 
 use e4k_provisioning::eventgrid::rules::Query;
 use rustls_pki_types::CertificateDer;
@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use x509_parser::pem::parse_x509_pem;
 
 use crate::ResourceKind;
+use crate::identity::roles::{self, RoleGrant};
 use crate::store::{NamespaceEntry, State, provisioning_state};
 
 /// The built-in client group holding every client.
@@ -111,6 +112,20 @@ pub(crate) struct NamespaceView {
     pub(crate) topic_spaces: BTreeMap<String, Vec<String>>,
     /// The permission bindings.
     pub(crate) bindings: Vec<BindingView>,
+    /// What the role assignments grant Microsoft Entra principals (`OAUTH2-JWT`).
+    pub(crate) role_grants: Vec<RoleGrant>,
+    /// `clientAuthentication.customJwtAuthentication`, when it names an issuer.
+    pub(crate) custom_jwt: Option<CustomJwt>,
+}
+
+/// A namespace's custom JWT issuer (`CUSTOM-JWT`).
+#[derive(Clone, Debug)]
+pub(crate) struct CustomJwt {
+    /// `tokenIssuer`: the `iss` tokens must carry.
+    pub(crate) issuer: String,
+    /// `encodedIssuerCertificates`: key id and certificate (DER). `issuerCertificates` hold
+    /// Key Vault URLs the emulator cannot fetch, so they verify nothing.
+    pub(crate) certificates: Vec<(String, CertificateDer<'static>)>,
 }
 
 /// Every namespace, in key order.
@@ -213,7 +228,23 @@ impl NamespaceView {
                 })
             })
             .collect();
+        let jwt = format!("{mqtt}/clientAuthentication/customJwtAuthentication");
+        let custom_jwt = str_at(doc, &format!("{jwt}/tokenIssuer")).map(|issuer| CustomJwt {
+            issuer: issuer.to_owned(),
+            certificates: doc
+                .pointer(&format!("{jwt}/encodedIssuerCertificates"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|cert| {
+                    let der = certificate_der(str_at(cert, "/encodedCertificate")?)?;
+                    Some((str_at(cert, "/kid").unwrap_or_default().to_owned(), der))
+                })
+                .collect(),
+        });
         Self {
+            role_grants: roles::grants(entry),
+            custom_jwt,
             name: str_at(doc, "/name").unwrap_or_default().to_owned(),
             hostname: str_at(doc, &format!("{mqtt}/hostname")).map(str::to_owned),
             enabled: enabled && matches!(provisioning_state(doc), "Succeeded" | "Updating"),
@@ -259,6 +290,21 @@ impl NamespaceView {
             }
         }
         grants
+    }
+}
+
+impl ClientView {
+    /// A client a token describes (no registered resource): `name` is its authentication
+    /// name, the attributes are the token's.
+    pub(crate) fn from_token(name: &str, attributes: Map<String, Value>) -> Self {
+        Self {
+            name: name.to_owned(),
+            authentication_name: name.to_owned(),
+            enabled: true,
+            scheme: Scheme::Subject,
+            thumbprints: Vec::new(),
+            attributes,
+        }
     }
 }
 
@@ -322,7 +368,7 @@ fn client(doc: &Value) -> Option<ClientView> {
 
 /// The DER of an `encodedCertificate` (one-line PEM or bare base64 DER, as the control plane
 /// accepted it).
-fn certificate_der(encoded: &str) -> Option<CertificateDer<'static>> {
+pub(crate) fn certificate_der(encoded: &str) -> Option<CertificateDer<'static>> {
     const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
     const END: &str = "-----END CERTIFICATE-----";
     let trimmed = encoded.trim();
@@ -377,38 +423,8 @@ pub(crate) fn broker_username(namespace: &str, client: &str) -> Option<String> {
     (!name.chars().any(|c| c.is_whitespace() || c.is_control())).then_some(name)
 }
 
-/// The mosquitto ACL file for the whole view.
-///
-/// One `user` section per enabled client of an enabled namespace, with `topic write F` for each
-/// filter a Publisher binding grants and `topic read F` for each a Subscriber binding grants.
-/// mosquitto matches `write` against the topic of each PUBLISH (so `+`/`#` in F act as
-/// wildcards), checks a SUBSCRIBE filter against `read` entries, and checks `read` again for
-/// every message it delivers.
-pub(crate) fn acl_file(view: &View) -> String {
-    let mut text = String::from(
-        "# Written by e4k-emulator from the Event Grid control-plane state; rewritten on change.\n\
-         # Anonymous clients (none reach the broker through the front end) get nothing.\n",
-    );
-    for namespace in view.namespaces.iter().filter(|ns| ns.enabled) {
-        for client in namespace.clients.iter().filter(|c| c.enabled) {
-            let Some(user) = broker_username(&namespace.name, &client.name) else {
-                continue;
-            };
-            let _ = writeln!(text, "\nuser {user}");
-            for (permission, filter) in namespace.grants(client) {
-                let access = match permission {
-                    Permission::Publisher => "write",
-                    Permission::Subscriber => "read",
-                };
-                let _ = writeln!(text, "topic {access} {filter}");
-            }
-        }
-    }
-    text
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::NamespaceEntry;
     use serde_json::json;
@@ -423,7 +439,7 @@ mod tests {
     }
 
     /// The e4k seed, as stored documents.
-    fn seed_state() -> State {
+    pub(crate) fn seed_state() -> State {
         let mut entry = NamespaceEntry {
             doc: doc(
                 "e4k-seed",
@@ -522,65 +538,6 @@ mod tests {
         );
         assert!(!ns.client("off").unwrap().enabled);
         assert!(ns.client("nobody").is_none());
-    }
-
-    #[test]
-    fn acl_follows_groups_all_and_template_variables() {
-        let acl = acl_file(&View::from_state(&seed_state(), 0));
-        let section = |user: &str| -> Vec<String> {
-            let start = acl.find(&format!("user {user}\n")).unwrap();
-            acl[start..]
-                .lines()
-                .skip(1)
-                .take_while(|l| !l.is_empty())
-                .map(str::to_owned)
-                .collect()
-        };
-        assert_eq!(
-            section("e4k-seed/mosquitto"),
-            [
-                "topic write clients/mosquitto/+",
-                "topic write command/#",
-                "topic write factory/telemetry/#",
-                "topic write rooms/12/x",
-                "topic read command/#",
-                "topic read factory/telemetry/#",
-            ]
-        );
-        // Not a commander: no command publishing, no telemetry subscription; the room
-        // template is skipped because the attribute is missing.
-        assert_eq!(
-            section("e4k-seed/mqttbridge"),
-            [
-                "topic write clients/mqttbridge/+",
-                "topic write factory/telemetry/#",
-                "topic read command/#",
-            ]
-        );
-        assert!(
-            !acl.contains("user e4k-seed/off"),
-            "disabled clients get nothing"
-        );
-    }
-
-    #[test]
-    fn resources_in_creation_or_a_disabled_namespace_do_not_count() {
-        let mut state = seed_state();
-        let entry = state.namespaces.values_mut().next().unwrap();
-        entry
-            .children
-            .get_mut(&ResourceKind::PermissionBinding)
-            .unwrap()
-            .get_mut("cmd-pub-command")
-            .unwrap()["properties"]["provisioningState"] = json!("Creating");
-        let acl = acl_file(&View::from_state(&state, 0));
-        assert!(!acl.contains(
-            "user e4k-seed/mosquitto\ntopic write clients/mosquitto/+\ntopic write command/#"
-        ));
-        let entry = state.namespaces.values_mut().next().unwrap();
-        entry.doc["properties"]["topicSpacesConfiguration"]["state"] = json!("Disabled");
-        let acl = acl_file(&View::from_state(&state, 0));
-        assert!(!acl.contains("user "), "{acl}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! with another username and no password, CONNACK refusals, and the packet framing the pipe
 //! needs to hold QoS at 1 (mosquitto 2.0.11 forgets `max_qos` on a reload signal, so the front
 //! end enforces it): the QoS of PUBLISH, the requested QoS of SUBSCRIBE, and the Maximum QoS
-//! property of a v5 CONNACK.
+//! property of a v5 CONNACK. v5 properties, enhanced authentication and AUTH are in `props`.
 //!
 //! CONNECT layout: fixed header (`0x10`, remaining length as a variable byte integer), variable
 //! header (protocol name, level, flags, keep alive, v5 properties), payload (client id, v5 will
@@ -47,7 +47,7 @@ pub(crate) struct Connect {
     flags: u8,
     keep_alive: u16,
     /// v5 CONNECT properties (without their length).
-    properties: Vec<u8>,
+    pub(super) properties: Vec<u8>,
     /// The client identifier (session name).
     pub(crate) client_id: String,
     /// v5 will properties, will topic, will payload (raw, each without its length).
@@ -107,7 +107,7 @@ impl<'a> Reader<'a> {
 
 /// A variable byte integer at the start of `bytes`: `(value, length)`, or `None` if more bytes
 /// are needed.
-fn decode_varint(bytes: &[u8]) -> Result<Option<(usize, usize)>, PacketError> {
+pub(super) fn decode_varint(bytes: &[u8]) -> Result<Option<(usize, usize)>, PacketError> {
     let mut value = 0usize;
     for (i, byte) in bytes.iter().take(4).enumerate() {
         value |= usize::from(byte & 0x7f) << (7 * i);
@@ -124,7 +124,7 @@ fn decode_varint(bytes: &[u8]) -> Result<Option<(usize, usize)>, PacketError> {
     }
 }
 
-fn encode_varint(mut value: usize, out: &mut Vec<u8>) {
+pub(super) fn encode_varint(mut value: usize, out: &mut Vec<u8>) {
     loop {
         let mut byte = (value % 128) as u8;
         value /= 128;
@@ -138,7 +138,7 @@ fn encode_varint(mut value: usize, out: &mut Vec<u8>) {
     }
 }
 
-fn put_binary(bytes: &[u8], out: &mut Vec<u8>) {
+pub(super) fn put_binary(bytes: &[u8], out: &mut Vec<u8>) {
     // Every field was read with a u16 length, or is a username the emulator built (short).
     let len = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
     out.extend_from_slice(&len.to_be_bytes());
@@ -338,7 +338,7 @@ pub(crate) fn with_max_qos_1(packet: &[u8], level: u8) -> Vec<u8> {
         let (reason, rest) = rest.split_first()?;
         let (props_len, n) = decode_varint(rest).ok()??;
         let props = rest.get(n..n + props_len)?;
-        if *reason >= 0x80 || has_property(props, 0x24) {
+        if *reason >= 0x80 || super::props::has(props, 0x24) {
             return None;
         }
         let mut new_props = props.to_vec();
@@ -352,39 +352,6 @@ pub(crate) fn with_max_qos_1(packet: &[u8], level: u8) -> Vec<u8> {
         Some(out)
     };
     add().unwrap_or_else(|| packet.to_vec())
-}
-
-/// Whether a CONNACK property list holds `id` (only the property types a CONNACK may carry).
-fn has_property(mut props: &[u8], id: u8) -> bool {
-    while let Some((&prop, rest)) = props.split_first() {
-        if prop == id {
-            return true;
-        }
-        let skip = match prop {
-            0x24 | 0x25 | 0x28 | 0x29 | 0x2A => 1,
-            0x21 | 0x22 | 0x13 => 2,
-            0x11 | 0x27 => 4,
-            // strings and binary data: a two-byte length
-            0x12 | 0x1A | 0x1C | 0x1F | 0x15 | 0x16 => match rest {
-                [a, b, ..] => 2 + usize::from(u16::from_be_bytes([*a, *b])),
-                _ => return false,
-            },
-            // user property: two strings
-            0x26 => {
-                let first = match rest {
-                    [a, b, ..] => 2 + usize::from(u16::from_be_bytes([*a, *b])),
-                    _ => return false,
-                };
-                match rest.get(first..first + 2) {
-                    Some([a, b]) => first + 2 + usize::from(u16::from_be_bytes([*a, *b])),
-                    _ => return false,
-                }
-            }
-            _ => return false,
-        };
-        props = rest.get(skip..).unwrap_or_default();
-    }
-    false
 }
 
 /// A v5 DISCONNECT with `reason` (e.g. 0x9B QoS not supported, 0x95 packet too large). The
@@ -405,6 +372,8 @@ pub(crate) enum Refusal {
     QuotaExceeded,
     /// No namespace serves MQTT.
     Unavailable,
+    /// A CONNECT authentication method other than `OAUTH2-JWT` and `CUSTOM-JWT` (v5 only).
+    BadAuthenticationMethod,
 }
 
 impl Refusal {
@@ -415,10 +384,13 @@ impl Refusal {
             (Self::NotAuthorized, true) => 0x87,
             (Self::QuotaExceeded, true) => 0x97,
             (Self::Unavailable, true) => 0x88,
+            (Self::BadAuthenticationMethod, true) => 0x8C,
             (Self::BadCredentials, false) => 0x04,
             // v3 has no quota code: "not authorized" is the closest.
             (Self::NotAuthorized | Self::QuotaExceeded, false) => 0x05,
             (Self::Unavailable, false) => 0x03,
+            // v3 has no authentication method: cannot happen; the credentials are refused.
+            (Self::BadAuthenticationMethod, false) => 0x04,
         }
     }
 }

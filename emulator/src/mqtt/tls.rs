@@ -1,5 +1,6 @@
 //! TLS for the MQTT port: the emulator's own data-plane CA and server certificates, and the
-//! client certificate check made during the handshake.
+//! client certificate check made during the handshake (a certificate that is presented must
+//! check out; none at all is allowed, for JWT clients).
 //!
 //! The real service presents a certificate from a public CA; the emulator makes a CA at start
 //! and hands its PEM to clients (`--cafile`). Its default server certificate names `localhost`,
@@ -178,6 +179,12 @@ impl ClientCertVerifier for ClientVerifier {
         &[]
     }
 
+    /// A certificate is asked for but not required: a JWT client has none (the front end
+    /// refuses a CONNECT that has neither).
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
     fn verify_client_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -230,7 +237,8 @@ impl ClientCertVerifier for ClientVerifier {
 }
 
 /// The rustls server configuration of the MQTT port: TLS 1.2 and 1.3 (Event Grid's versions),
-/// a client certificate required, the data-plane server certificates.
+/// a client certificate asked for (optional: JWT clients have none), the data-plane server
+/// certificates.
 pub(crate) fn server_config(
     certs: Arc<ServerCerts>,
     source: Arc<ViewSource>,
