@@ -102,18 +102,20 @@ impl Way {
         }
     }
 
-    fn metric(&self, prefix: &str) -> f64 {
-        let body = http_get(self.metrics_port, "/metrics").map_or_else(String::new, |(_, b)| b);
-        metric(&body, prefix)
-    }
-
     fn fsyncs(&self) -> f64 {
-        self.metric("e4k_bridge_spool_fsyncs_total{")
+        scrape(self.metrics_port, "e4k_bridge_spool_fsyncs_total{")
     }
 
     fn pid(&self) -> u32 {
         self.bridge.0.id()
     }
+}
+
+/// The sum of the metric lines starting with `prefix` on 127.0.0.1:`port`/metrics (0 when it
+/// does not answer).
+fn scrape(port: u16, prefix: &str) -> f64 {
+    let body = http_get(port, "/metrics").map_or_else(String::new, |(_, b)| b);
+    metric(&body, prefix)
 }
 
 /// One throughput cell.
@@ -280,10 +282,7 @@ async fn outage(binary: &std::path::Path, outage_secs: u64, rate: u64) -> Outage
         })
     };
 
-    let metrics = |prefix: &str| {
-        let body = http_get(metrics_port, "/metrics").map_or_else(String::new, |(_, b)| b);
-        metric(&body, prefix)
-    };
+    let metrics = |prefix: &str| scrape(metrics_port, prefix);
     let mut samples = Vec::new();
     let (mut opened_at, mut caught_up_at) = (None, None);
     let (mut received_at_open, mut received_at_catch_up) = (0, 0);

@@ -117,7 +117,7 @@ fn main() {
     });
     println!(
         "\n{n} QoS 1 messages of {PAYLOAD} B; mosquitto {} on loopback, remote over TLS 1.3 with client certificates; {} CPUs\n",
-        mosquitto_version(),
+        e4k_tests::measure::mosquitto_version(),
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
     println!("| Scenario | Messages received | Wall time | msg/s |");
@@ -132,18 +132,4 @@ fn main() {
             row.received as f64 / row.elapsed.as_secs_f64()
         );
     }
-}
-
-fn mosquitto_version() -> String {
-    std::process::Command::new(e4k_tests::mosquitto_binary())
-        .arg("-h")
-        .output()
-        .ok()
-        .and_then(|out| {
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .next()
-                .map(|line| line.trim_start_matches("mosquitto version ").to_owned())
-        })
-        .unwrap_or_default()
 }

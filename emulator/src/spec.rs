@@ -261,6 +261,11 @@ impl Spec {
             .chain([(Doc::Main, NAMESPACE_UPDATE_DEFINITION)])
             .collect();
         pending.extend(self.subtypes.values().map(|s| (Doc::Main, s.as_str())));
+        self.check_reachable(pending)
+    }
+
+    /// Resolves every `$ref` reachable from the definitions `pending` names.
+    fn check_reachable<'s>(&'s self, mut pending: Vec<(Doc, &'s str)>) -> Result<(), String> {
         let mut seen = std::collections::HashSet::new();
         while let Some((doc, name)) = pending.pop() {
             if !seen.insert((doc, name)) {

@@ -328,8 +328,17 @@ pub(crate) fn cap_subscribe_qos(packet: &mut [u8], level: u8) -> Result<(), Pack
 /// A v5 CONNACK with the Maximum QoS 1 property added if it lacks one; other packets and v3
 /// CONNACKs come back unchanged.
 pub(crate) fn with_max_qos_1(packet: &[u8], level: u8) -> Vec<u8> {
+    if level != V5 {
+        return packet.to_vec();
+    }
+    connack_with_property(packet, 0x24, &[0x01])
+}
+
+/// A successful v5 CONNACK with property `id` (its encoded `value` after the id byte) added
+/// unless it has one; other packets, refusals and malformed CONNACKs come back unchanged.
+pub(super) fn connack_with_property(packet: &[u8], id: u8, value: &[u8]) -> Vec<u8> {
     let add = || -> Option<Vec<u8>> {
-        if level != V5 || packet.first() != Some(&0x20) {
+        if packet.first() != Some(&0x20) {
             return None;
         }
         let (remaining, len_bytes) = decode_varint(&packet[1..]).ok()??;
@@ -338,11 +347,12 @@ pub(crate) fn with_max_qos_1(packet: &[u8], level: u8) -> Vec<u8> {
         let (reason, rest) = rest.split_first()?;
         let (props_len, n) = decode_varint(rest).ok()??;
         let props = rest.get(n..n + props_len)?;
-        if *reason >= 0x80 || super::props::has(props, 0x24) {
+        if *reason >= 0x80 || super::props::has(props, id) {
             return None;
         }
         let mut new_props = props.to_vec();
-        new_props.extend_from_slice(&[0x24, 0x01]);
+        new_props.push(id);
+        new_props.extend_from_slice(value);
         let mut new_body = vec![*flags, *reason];
         encode_varint(new_props.len(), &mut new_body);
         new_body.extend_from_slice(&new_props);

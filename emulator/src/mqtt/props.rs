@@ -7,7 +7,9 @@
 //! A property list is a sequence of `identifier, value`; the identifier decides the value's
 //! shape (MQTT 5 §2.2.2.2), so the list is walked with the table in [`value_len`].
 
-use super::packet::{Connect, PacketError, decode_varint, encode_varint, put_binary};
+use super::packet::{
+    Connect, PacketError, connack_with_property, decode_varint, encode_varint, put_binary,
+};
 
 /// Authentication Method: a UTF-8 string.
 pub(crate) const AUTHENTICATION_METHOD: u8 = 0x15;
@@ -194,31 +196,9 @@ pub(crate) fn auth(reason: u8, method: &str) -> Vec<u8> {
 /// A successful v5 CONNACK with the Authentication Method property added (the session's
 /// method, as MQTT 5 §4.12 has the server echo it); other packets come back unchanged.
 pub(crate) fn with_authentication_method(packet: &[u8], method: &str) -> Vec<u8> {
-    let add = || -> Option<Vec<u8>> {
-        if packet.first() != Some(&0x20) {
-            return None;
-        }
-        let (remaining, n) = decode_varint(&packet[1..]).ok()??;
-        let body = packet.get(1 + n..1 + n + remaining)?;
-        let (flags, rest) = body.split_first()?;
-        let (reason, rest) = rest.split_first()?;
-        let (props_len, m) = decode_varint(rest).ok()??;
-        let props = rest.get(m..m + props_len)?;
-        if *reason >= 0x80 || has(props, AUTHENTICATION_METHOD) {
-            return None;
-        }
-        let mut new_props = props.to_vec();
-        new_props.push(AUTHENTICATION_METHOD);
-        put_binary(method.as_bytes(), &mut new_props);
-        let mut new_body = vec![*flags, *reason];
-        encode_varint(new_props.len(), &mut new_body);
-        new_body.extend_from_slice(&new_props);
-        let mut out = vec![0x20];
-        encode_varint(new_body.len(), &mut out);
-        out.extend_from_slice(&new_body);
-        Some(out)
-    };
-    add().unwrap_or_else(|| packet.to_vec())
+    let mut value = Vec::new();
+    put_binary(method.as_bytes(), &mut value);
+    connack_with_property(packet, AUTHENTICATION_METHOD, &value)
 }
 
 #[cfg(test)]

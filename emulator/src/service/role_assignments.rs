@@ -21,6 +21,7 @@
 
 use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
+use e4k_provisioning::eventgrid::rbac::is_guid;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -399,16 +400,6 @@ fn role_guid(id: &str, subscription: &str) -> Option<String> {
         .filter(|p| p.eq_ignore_ascii_case(PREFIX))
         .and_then(|_| rest.get(PREFIX.len()..))?;
     is_guid(guid).then(|| guid.to_owned())
-}
-
-/// `8-4-4-4-12` hex digits.
-fn is_guid(text: &str) -> bool {
-    let groups: Vec<&str> = text.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, len)| g.len() == len && g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]

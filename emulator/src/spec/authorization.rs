@@ -7,11 +7,11 @@
 //! `RoleAssignmentCreateParameters` (PUT body) and `RoleAssignment` (the resource), resolve
 //! within the file; that is checked when the spec is loaded.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::{COMMON_JSON, Doc, Spec, collect_refs};
+use super::{COMMON_JSON, Doc, Spec};
 use crate::EmulatorError;
 
 const AUTHORIZATION_JSON: &str =
@@ -55,29 +55,10 @@ impl Spec {
 
     /// Resolves every `$ref` reachable from the two definitions the routes use.
     fn check_served(&self) -> Result<(), String> {
-        let mut pending = vec![
+        self.check_reachable(vec![
             (Doc::Main, ROLE_ASSIGNMENT_CREATE_DEFINITION),
             (Doc::Main, ROLE_ASSIGNMENT_DEFINITION),
-        ];
-        let mut seen = HashSet::new();
-        while let Some((doc, name)) = pending.pop() {
-            if !seen.insert((doc, name)) {
-                continue;
-            }
-            let def = self
-                .table(doc)
-                .get(name)
-                .ok_or_else(|| format!("missing definition {name}"))?;
-            let mut refs = Vec::new();
-            collect_refs(def, &mut refs);
-            for reference in refs {
-                let (target, target_name, _) = self
-                    .resolve(doc, reference)
-                    .map_err(|v| format!("in {name}: {}", v.reason))?;
-                pending.push((target, target_name));
-            }
-        }
-        Ok(())
+        ])
     }
 }
 
