@@ -85,6 +85,17 @@ pub enum BridgeError {
         /// What rustls reported.
         reason: String,
     },
+    /// The MQTT client settings of a session contradict each other (say, a WebSocket URL
+    /// that does not parse).
+    #[error("cannot set up the MQTT client of {bridge} for the {side} broker: {reason}")]
+    Client {
+        /// The connector's name.
+        bridge: String,
+        /// `local` or `remote`.
+        side: &'static str,
+        /// What the client reported.
+        reason: String,
+    },
     /// The spool directory is held by another running bridge.
     #[error(
         "spool directory {} is in use by another running bridge (its lock file {}/lock is \

@@ -109,6 +109,9 @@ fn run(command: Command, out: &Output) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The log target of the MQTT 5 client's protocol state (see [`init_logging`]).
+const NO_TOKEN_LOGS: &str = "rumqttc_v5_next::state=info";
+
 /// Logs go to stderr: `RUST_LOG` when set, else a level from `-v`/`-q`.
 fn init_logging(verbose: u8, quiet: bool) {
     use tracing_subscriber::EnvFilter;
@@ -119,7 +122,12 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, 2) => "debug",
         (false, _) => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // The MQTT 5 client logs each AUTH packet it sends, token included, at debug level:
+    // never let that line through, whatever RUST_LOG or -v asks for.
+    if let Ok(directive) = NO_TOKEN_LOGS.parse() {
+        filter = filter.add_directive(directive);
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -130,6 +138,15 @@ fn init_logging(verbose: u8, quiet: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_logging_directive_parses() {
+        assert!(
+            NO_TOKEN_LOGS
+                .parse::<tracing_subscriber::filter::Directive>()
+                .is_ok()
+        );
+    }
 
     #[test]
     fn cli_definition_is_consistent() {

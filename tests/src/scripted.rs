@@ -368,13 +368,24 @@ struct Publish {
 /// A packet to the client, written in the connection's version.
 #[derive(Debug)]
 enum Out {
-    ConnAck { session_present: bool },
+    /// A CONNACK; MQTT 5 echoes the CONNECT's authentication method, as brokers that accept
+    /// enhanced authentication must.
+    ConnAck {
+        session_present: bool,
+        authentication_method: Option<String>,
+    },
     PubAck(u16),
     PubRec(u16),
     PubComp(u16),
     PingResp,
-    SubAck { pkid: u16, granted: Vec<QoS> },
-    UnsubAck { pkid: u16, filters: usize },
+    SubAck {
+        pkid: u16,
+        granted: Vec<QoS>,
+    },
+    UnsubAck {
+        pkid: u16,
+        filters: usize,
+    },
 }
 
 fn invalid(error: impl std::fmt::Display) -> io::Error {
@@ -502,8 +513,17 @@ fn write(
 
 fn to_v5(packet: &Out, receive_maximum: u16) -> Packet {
     match packet {
-        Out::ConnAck { session_present } => {
-            Packet::ConnAck(connack(*session_present, receive_maximum))
+        Out::ConnAck {
+            session_present,
+            authentication_method,
+        } => {
+            let mut ack = connack(*session_present, receive_maximum);
+            if let Some(props) = ack.properties.as_mut() {
+                props
+                    .authentication_method
+                    .clone_from(authentication_method);
+            }
+            Packet::ConnAck(ack)
         }
         Out::PubAck(pkid) => Packet::PubAck(PubAck::new(*pkid, None)),
         Out::PubRec(pkid) => Packet::PubRec(PubRec::new(*pkid, None)),
@@ -532,7 +552,9 @@ fn to_v311(packet: &Out) -> v4::Packet {
         QoS::ExactlyOnce => rumqttc::mqttbytes::QoS::ExactlyOnce,
     };
     match packet {
-        Out::ConnAck { session_present } => v4::Packet::ConnAck(v4::ConnAck::new(
+        Out::ConnAck {
+            session_present, ..
+        } => v4::Packet::ConnAck(v4::ConnAck::new(
             v4::ConnectReturnCode::Success,
             *session_present,
         )),
@@ -641,6 +663,8 @@ impl Conn {
                     };
                     connected = true;
                     let version = self.version;
+                    let authentication_method =
+                        authentication.as_ref().map(|(method, _)| method.clone());
                     self.update(|stats| {
                         stats.client_id = client_id;
                         stats.version = Some(version);
@@ -649,6 +673,7 @@ impl Conn {
                     self.write(
                         &Out::ConnAck {
                             session_present: self.script.session_present,
+                            authentication_method,
                         },
                         &mut out,
                     )?;

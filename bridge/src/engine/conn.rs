@@ -44,11 +44,18 @@
 //!
 //! # Reconnects
 //!
-//! After any connection error the poll task drops rumqttc's own queue of unacknowledged
-//! publishes (rumqttc would silently discard it when the broker has no session, and a stale
-//! packet-id collision would wedge it for good, rumqtt#1056/#1014), clears a stashed
-//! collision, and marks every unsettled forward for re-publication; the publisher publishes
-//! them again, in order, before anything new. The gate is discarded: the source broker
+//! After any connection error the poll task drops the client's own queue of unacknowledged
+//! publishes and its protocol state ([`EventLoop::on_lost`]: rumqttc 0.25 would silently
+//! discard the queue when the broker has no session, and a stale packet-id collision would
+//! wedge it for good, rumqtt#1056/#1014; rumqttc-v5-next would replay it behind the engine's
+//! back), and marks every unsettled forward for re-publication; the publisher publishes
+//! them again, in order, before anything new.
+//!
+//! # Tokens
+//!
+//! A JWT connection (MQTT 5) has a fourth task, [`reauth::run`](super::reauth::run), that
+//! refreshes the token on the live session before it expires; the poll task tells it about
+//! each connection and reports the broker's answers. The gate is discarded: the source broker
 //! redelivers what was not acknowledged (with a persistent session), and those arrivals are
 //! counted as duplicates. Reconnection waits a capped, jittered exponential backoff.
 
@@ -59,10 +66,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rumqttc::Outgoing;
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{Filter, Publish};
-use rumqttc::{TlsConfiguration, Transport};
+use rumqttc_next::mqttbytes::QoS;
+use rumqttc_next::mqttbytes::v5::{Publish, SubscribeFilter as Filter};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -70,7 +75,7 @@ use tracing::{debug, error, info, warn};
 use super::backoff::{Backoff, BackoffPolicy};
 use super::forward::{self, Limits, Message, RetainPolicy, Shape};
 use super::metrics::{ConnMetrics, DropReason, RouteMetrics};
-use super::mqtt::{self, Client, EventLoop, PollError, Polled};
+use super::mqtt::{self, Client, EventLoop, Outgoing, PollError, Polled};
 use super::tls::{self, ReloadingIdentity};
 use crate::config::{Tls, TopicFilter};
 
@@ -445,7 +450,7 @@ pub(crate) struct Conn {
     pub(crate) gate: Arc<Gate>,
     status: Mutex<Status>,
     filters: Vec<Filter>,
-    metrics: ConnMetrics,
+    pub(crate) metrics: ConnMetrics,
     /// How long published forwards may wait for an acknowledgement before the connection
     /// counts as stalled.
     stall_after: Duration,
@@ -471,10 +476,10 @@ impl Conn {
         filters: Vec<Filter>,
         metrics: ConnMetrics,
         channel: usize,
-    ) -> (Arc<Conn>, EventLoop) {
+    ) -> Result<(Arc<Conn>, EventLoop), String> {
         let client_id = options.client_id();
         let stall_after = options.keep_alive();
-        let (client, eventloop) = mqtt::client(options, channel);
+        let (client, eventloop) = mqtt::client(options, channel)?;
         let conn = Conn {
             side,
             bridge: bridge.to_owned(),
@@ -491,7 +496,7 @@ impl Conn {
             metrics,
             stall_after,
         };
-        (Arc::new(conn), eventloop)
+        Ok((Arc::new(conn), eventloop))
     }
 
     /// The connection's health.
@@ -547,7 +552,7 @@ pub(crate) enum Credentials {
     Token(PathBuf),
     /// A JWT toward the remote broker (`OAUTH2-JWT` or `CUSTOM-JWT`), fetched before each
     /// attempt.
-    Jwt(super::token::TokenSource),
+    Jwt(Arc<super::token::TokenSource>),
     /// Username and password files.
     UserPass {
         /// Username file.
@@ -576,6 +581,12 @@ pub(crate) struct Setup {
     token_warned: bool,
     /// A hint for the next failure's message (e.g. the client certificate has expired).
     hint: Option<String>,
+    /// When the JWT of the next connection was fetched and when it expires.
+    token: Option<(std::time::SystemTime, std::time::SystemTime)>,
+    /// Tells the token refresh task about each connection (JWT connections only).
+    pub(crate) sessions: Option<tokio::sync::watch::Sender<Option<super::reauth::Session>>>,
+    /// Connections so far.
+    generation: u64,
 }
 
 impl Setup {
@@ -594,21 +605,48 @@ impl Setup {
             trust_stamp: Vec::new(),
             token_warned: false,
             hint: None,
+            token: None,
+            sessions: None,
+            generation: 0,
         }
     }
 
     /// Why a broker that refuses the connection may have done so, for token credentials.
     fn refusal_hint(&self) -> Option<&'static str> {
         match &self.credentials {
-            Credentials::Jwt(super::token::TokenSource::Entra { .. }) => Some(
-                "the broker refused the Microsoft Entra token: it expired, is for another \
+            Credentials::Jwt(source)
+                if matches!(**source, super::token::TokenSource::Entra { .. }) =>
+            {
+                Some(
+                    "the broker refused the Microsoft Entra token: it expired, is for another \
                  audience, or its principal has no EventGrid TopicSpaces Publisher/Subscriber \
                  role assignment on the namespace or topic space",
-            ),
-            Credentials::Jwt(super::token::TokenSource::File(_)) => Some(
+                )
+            }
+            Credentials::Jwt(_) => Some(
                 "the broker refused the CUSTOM-JWT token: it expired, or its issuer or audience \
                  is not the namespace's customJwtAuthentication",
             ),
+            _ => None,
+        }
+    }
+
+    /// A connection was accepted: tells the token refresh task which token it runs on.
+    fn connected(&mut self) {
+        self.generation += 1;
+        if let (Some(sessions), Some((issued, expires))) = (&self.sessions, self.token) {
+            sessions.send_replace(Some(super::reauth::Session {
+                generation: self.generation,
+                issued,
+                expires,
+            }));
+        }
+    }
+
+    /// The token source of a JWT connection.
+    pub(crate) fn token_source(&self) -> Option<Arc<super::token::TokenSource>> {
+        match &self.credentials {
+            Credentials::Jwt(source) => Some(Arc::clone(source)),
             _ => None,
         }
     }
@@ -627,12 +665,7 @@ impl Setup {
                     .map_err(|reason| format!("cannot load the trusted CA: {reason}"))?;
                 let config = tls::client_config(roots, self.identity.clone())
                     .map_err(|error| format!("cannot set up TLS: {error}"))?;
-                let tls = TlsConfiguration::Rustls(Arc::clone(&config));
-                eventloop.set_transport(if self.websocket {
-                    Transport::Wss(tls)
-                } else {
-                    Transport::Tls(tls)
-                });
+                eventloop.set_tls(Arc::clone(&config), self.websocket);
                 self.config = Some(config);
                 self.trust_stamp = stamp;
             }
@@ -672,6 +705,9 @@ impl Setup {
             },
             Credentials::Jwt(source) => {
                 let token = source.fetch().await?;
+                self.token = token
+                    .expires
+                    .map(|expires| (std::time::SystemTime::now(), expires));
                 match token.expires_in() {
                     Some(left) if left <= 0 => {
                         self.hint =
@@ -803,8 +839,10 @@ pub(crate) async fn run_poll(mut eventloop: EventLoop, mut ctx: PollCtx) {
                     subscribe_pending = !ctx.try_subscribe();
                 }
                 ctx.on_connack(session_present, limits, connected_once);
+                ctx.setup.connected();
                 connected_once = true;
             }
+            Ok(Polled::Reauthenticated(outcome)) => ctx.on_reauthenticated(outcome),
             Ok(Polled::Publish(publish)) => {
                 if !over_window_warned
                     && publish.qos != QoS::AtMostOnce
@@ -1200,9 +1238,33 @@ impl PollCtx {
         self.conn.wake_publisher_if_blocked(None);
     }
 
+    /// The broker answered a re-authentication.
+    fn on_reauthenticated(&self, outcome: Result<(), String>) {
+        let (broker, client_id, _) = self.label();
+        match outcome {
+            Ok(()) => {
+                self.conn.metrics.reauthenticated.inc();
+                debug!(broker, client_id, "re-authenticated");
+            }
+            Err(reason) => {
+                self.conn.metrics.reauth_failed.inc();
+                let cause = format!(
+                    "the {broker} broker refused the new token ({reason}); the session ends when \
+                     the current one expires"
+                );
+                warn!(broker, client_id, "{cause}");
+                self.conn
+                    .set_status(|status| status.last_error = Some(cause));
+            }
+        }
+    }
+
     /// The connection is gone: take back what rumqttc would resend on its own, and mark
     /// every unsettled forward for publication on the next connection.
     fn on_lost(&self, eventloop: &mut EventLoop) {
+        if let Some(sessions) = &self.setup.sessions {
+            sessions.send_replace(None);
+        }
         let lost_qos0 = {
             let mut outbox = lock(&self.conn.outbox);
             outbox.connected = false;

@@ -7,7 +7,7 @@
 use std::error::Error as StdError;
 use std::io;
 
-use rumqttc::v5::{ConnectionError, StateError};
+use rumqttc_next::{ConnectionError, StateError};
 use rustls::{AlertDescription, CertificateError};
 
 /// Describes why a connection attempt failed or a connection was lost.

@@ -17,8 +17,8 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{Publish, PublishProperties};
+use rumqttc_next::mqttbytes::QoS;
+use rumqttc_next::mqttbytes::v5::{Publish, PublishProperties};
 
 use super::metrics::DropReason;
 

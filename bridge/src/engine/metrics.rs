@@ -13,6 +13,8 @@
 //! | `e4k_bridge_connection_attempts_failed_total` | counter | bridge, broker, client_id |
 //! | `e4k_bridge_connection_session_lost_total` | counter | bridge, broker, client_id |
 //! | `e4k_bridge_connection_published_total` | counter | bridge, broker, client_id |
+//! | `e4k_bridge_connection_reauthenticated_total` | counter | bridge, broker, client_id |
+//! | `e4k_bridge_connection_reauthentication_failed_total` | counter | bridge, broker, client_id |
 //! | `e4k_bridge_spool_bytes` | gauge | queue |
 //! | `e4k_bridge_spool_messages` | gauge | queue |
 //! | `e4k_bridge_spool_oldest_message_age_seconds` | gauge | queue |
@@ -148,6 +150,8 @@ pub(crate) struct Metrics {
     failed: Family<ConnLabels, Counter>,
     session_lost: Family<ConnLabels, Counter>,
     published: Family<ConnLabels, Counter>,
+    reauthenticated: Family<ConnLabels, Counter>,
+    reauth_failed: Family<ConnLabels, Counter>,
     /// Forwards created and not yet settled, over all routes (for the shutdown drain).
     outstanding: Arc<AtomicUsize>,
     spool: SpoolFamilies,
@@ -240,6 +244,8 @@ impl Metrics {
         let failed = Family::default();
         let session_lost = Family::default();
         let published = Family::default();
+        let reauthenticated = Family::default();
+        let reauth_failed = Family::default();
         registry.register(
             "messages_received",
             "Messages received from the source broker, per matching route",
@@ -296,6 +302,16 @@ impl Metrics {
             "Messages the bridge published on this connection that the broker acknowledged",
             published.clone(),
         );
+        registry.register(
+            "connection_reauthenticated",
+            "Token refreshes (MQTT 5 AUTH re-authentication) the broker accepted",
+            reauthenticated.clone(),
+        );
+        registry.register(
+            "connection_reauthentication_failed",
+            "Token refreshes that failed: no new token, or the broker refused it",
+            reauth_failed.clone(),
+        );
         let spool = SpoolFamilies::default();
         spool.register(registry);
         #[cfg(target_os = "linux")]
@@ -313,6 +329,8 @@ impl Metrics {
             failed,
             session_lost,
             published,
+            reauthenticated,
+            reauth_failed,
             outstanding: Arc::new(AtomicUsize::new(0)),
             spool,
         }
@@ -377,6 +395,8 @@ impl Metrics {
             failed: self.failed.get_or_create_owned(&labels),
             session_lost: self.session_lost.get_or_create_owned(&labels),
             published: self.published.get_or_create_owned(&labels),
+            reauthenticated: self.reauthenticated.get_or_create_owned(&labels),
+            reauth_failed: self.reauth_failed.get_or_create_owned(&labels),
         }
     }
 
@@ -456,4 +476,6 @@ pub(crate) struct ConnMetrics {
     pub(crate) failed: Counter,
     pub(crate) session_lost: Counter,
     pub(crate) published: Counter,
+    pub(crate) reauthenticated: Counter,
+    pub(crate) reauth_failed: Counter,
 }

@@ -58,6 +58,7 @@ pub(crate) mod metrics;
 pub(crate) mod mqtt;
 #[cfg(target_os = "linux")]
 pub(crate) mod process;
+pub(crate) mod reauth;
 pub(crate) mod spooler;
 pub(crate) mod tls;
 pub(crate) mod token;
@@ -67,9 +68,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rumqttc::NetworkOptions;
-use rumqttc::v5::MqttOptions;
-use rumqttc::v5::mqttbytes::QoS as MqttQoS;
-use rumqttc::v5::mqttbytes::v5::{Filter, RetainForwardRule};
+use rumqttc_next::mqttbytes::QoS as MqttQoS;
+use rumqttc_next::mqttbytes::v5::{RetainForwardRule, SubscribeFilter as Filter};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -344,7 +344,7 @@ impl Bridge {
                 conns: &mut conns,
             };
             for &instance in &instances {
-                plan.instance(instance, implicit_share);
+                plan.instance(instance, implicit_share)?;
             }
         }
         let spool = match &options.spool {
@@ -466,6 +466,22 @@ impl Bridge {
                 broker = conn.side.as_str(),
                 client_id = %conn.client_id
             );
+            let mut setup = setup;
+            // A JWT connection refreshes its token on the live session (MQTT 5 AUTH).
+            if let Some(source) = setup.token_source()
+                && conn.client.can_reauthenticate()
+            {
+                let (sessions, sessions_rx) = tokio::sync::watch::channel(None);
+                setup.sessions = Some(sessions);
+                spawn(
+                    &tracker,
+                    &shared,
+                    &stop,
+                    "reauth",
+                    reauth::run(Arc::clone(&conn), source, sessions_rx, stop.clone())
+                        .instrument(span.clone()),
+                );
+            }
             let ctx = PollCtx {
                 conn: Arc::clone(&conn),
                 routes,
@@ -615,7 +631,7 @@ impl Plan<'_, '_> {
     /// Adds the connections of instance `instance`: its main session on each broker that
     /// needs one, then its shared-subscription members (each only on its source broker,
     /// publishing through the main session on the other broker).
-    fn instance(&mut self, instance: u32, implicit_share: bool) {
+    fn instance(&mut self, instance: u32, implicit_share: bool) -> Result<(), BridgeError> {
         let config = self.config;
         let main: Vec<LinkRoute<'_>> = config
             .routes
@@ -655,10 +671,12 @@ impl Plan<'_, '_> {
         };
         let main_id = config.client_id(instance, SessionRole::Main);
         let main_conn = |plan: &mut Self, side: Side| {
-            (!main.is_empty() || publishes_to(side)).then(|| plan.push(side, &main_id, &main))
+            (!main.is_empty() || publishes_to(side))
+                .then(|| plan.push(side, &main_id, &main))
+                .transpose()
         };
-        let local_main = main_conn(self, Side::Local);
-        let remote_main = main_conn(self, Side::Remote);
+        let local_main = main_conn(self, Side::Local)?;
+        let remote_main = main_conn(self, Side::Remote)?;
         if let (Some(local), Some(remote)) = (local_main, remote_main) {
             self.connect(local, remote);
             self.connect(remote, local);
@@ -678,11 +696,11 @@ impl Plan<'_, '_> {
                 Direction::LocalToRemote => (Side::Local, Side::Remote, remote_main),
                 Direction::RemoteToLocal => (Side::Remote, Side::Local, local_main),
             };
-            let index = self.push(side, &id, &routes);
+            let index = self.push(side, &id, &routes)?;
             // A destination session of the member's own (same client ID, subscribing
             // nothing there), or its instance's main session.
             let dest = if own_sessions {
-                Some(self.push(dest_side, &id, &routes))
+                Some(self.push(dest_side, &id, &routes)?)
             } else {
                 dest
             };
@@ -690,10 +708,16 @@ impl Plan<'_, '_> {
                 self.connect(index, dest);
             }
         }
+        Ok(())
     }
 
     /// Adds a connection whose source routes are those of `routes` that start on `side`.
-    fn push(&mut self, side: Side, client_id: &str, routes: &[LinkRoute<'_>]) -> usize {
+    fn push(
+        &mut self,
+        side: Side,
+        client_id: &str,
+        routes: &[LinkRoute<'_>],
+    ) -> Result<usize, BridgeError> {
         let prepared = prepare_conn(
             self.config,
             side,
@@ -702,9 +726,9 @@ impl Plan<'_, '_> {
             self.window,
             self.metrics,
             self.options,
-        );
+        )?;
         self.conns.push(prepared);
-        self.conns.len() - 1
+        Ok(self.conns.len() - 1)
     }
 
     /// Makes `dest` publish what `source` receives, and sizes `dest`'s queue for it: the
@@ -726,7 +750,7 @@ fn prepare_conn(
     window: u16,
     metrics: &Metrics,
     options: &RunOptions,
-) -> Prepared {
+) -> Result<Prepared, BridgeError> {
     let (connection, source_direction) = match side {
         Side::Local => (&config.local, Direction::LocalToRemote),
         Side::Remote => (&config.remote, Direction::RemoteToLocal),
@@ -765,7 +789,13 @@ fn prepare_conn(
         })
         .collect();
     let unroutable = metrics.route(&config.name, "-", direction);
-    let mqtt = mqtt_options(connection, config.protocol, client_id, window, options);
+    let client_error = |reason: String| BridgeError::Client {
+        bridge: config.name.clone(),
+        side: side.as_str(),
+        reason,
+    };
+    let mqtt = mqtt_options(connection, config.protocol, client_id, window, options)
+        .map_err(client_error)?;
     let conn_metrics = metrics.connection(&config.name, side.as_str(), client_id);
     let channel = usize::from(window).clamp(10, 1024);
     let (conn, eventloop) = Conn::new(
@@ -776,8 +806,9 @@ fn prepare_conn(
         filters,
         conn_metrics,
         channel,
-    );
-    Prepared {
+    )
+    .map_err(client_error)?;
+    Ok(Prepared {
         conn,
         eventloop,
         routes: route_ctxs,
@@ -786,7 +817,7 @@ fn prepare_conn(
         dest: None,
         reserve: 0,
         lane: None,
-    }
+    })
 }
 
 /// Opens the spool and the queue of every destination connection.
@@ -854,50 +885,67 @@ fn mqtt_options(
     client_id: &str,
     window: u16,
     options: &RunOptions,
-) -> mqtt::Options {
+) -> Result<mqtt::Options, String> {
     let session = &connection.session;
     let keep_alive = session.keep_alive.max(Duration::from_secs(5));
     let connect_timeout = options.connect_timeout.as_secs().max(1);
-    // Acknowledgements and forwards are small packets that gate each other: Nagle's
-    // algorithm would hold them back for the peer's delayed ACK (tens of milliseconds).
-    let mut network = NetworkOptions::new();
-    network.set_tcp_nodelay(true);
-    network.set_connection_timeout(connect_timeout);
     let port = connection.endpoint.port;
-    // Over WebSocket rumqttc takes the URL as the host: Event Grid serves MQTT on `/mqtt`.
+    let host = connection.endpoint.host.clone();
+    // Event Grid serves MQTT over WebSocket on `/mqtt`.
     let websocket = connection.transport == Transport::WebSocket;
-    let host = if websocket {
-        let scheme = if connection.tls.is_some() {
-            "wss"
-        } else {
-            "ws"
-        };
-        format!("{scheme}://{}:{port}/mqtt", connection.endpoint.host)
-    } else {
-        connection.endpoint.host.clone()
-    };
+    let tls = connection.tls.is_some();
+    let url = |scheme: &str| format!("{scheme}://{host}:{port}/mqtt");
     // TLS (`Tls`/`Wss`) is set before each connection attempt (see `Setup`).
-    let plain_websocket = websocket && connection.tls.is_none();
     match protocol {
         MqttVersion::V5 => {
-            let mut mqtt = MqttOptions::new(client_id, host, port);
-            mqtt.set_keep_alive(keep_alive)
+            let mut mqtt = match (websocket, tls) {
+                (false, _) => rumqttc_next::MqttOptions::new(
+                    client_id,
+                    rumqttc_next::Broker::tcp(host.clone(), port),
+                ),
+                (true, false) => rumqttc_next::MqttOptions::new(
+                    client_id,
+                    rumqttc_next::Broker::websocket(url("ws"))
+                        .map_err(|error| format!("WebSocket URL {}: {error}", url("ws")))?,
+                ),
+                // A `wss://` broker needs a TLS configuration from the start: this one trusts
+                // nothing and is replaced before the first attempt.
+                (true, true) => rumqttc_next::MqttOptions::websocket_with_tls_config(
+                    client_id,
+                    url("wss"),
+                    rumqttc_next::TlsConfiguration::Rustls(
+                        tls::placeholder_config().map_err(|error| error.to_string())?,
+                    ),
+                )
+                .map_err(|error| format!("WebSocket URL {}: {error}", url("wss")))?,
+            };
+            // Acknowledgements and forwards are small packets that gate each other: Nagle's
+            // algorithm would hold them back for the peer's delayed ACK (tens of ms).
+            let mut network = rumqttc_next::NetworkOptions::new();
+            network.set_tcp_nodelay(true);
+            network.set_connection_timeout(connect_timeout);
+            mqtt.set_keep_alive(u16::try_from(keep_alive.as_secs()).unwrap_or(u16::MAX))
                 .set_clean_start(session.clean_start)
                 .set_session_expiry_interval(Some(
                     u32::try_from(session.session_expiry.as_secs()).unwrap_or(u32::MAX),
                 ))
-                .set_receive_maximum(Some(window))
-                .set_max_packet_size(Some(session.max_packet_size))
-                .set_outgoing_inflight_upper_limit(window)
-                .set_manual_acks(true)
-                .set_connection_timeout(connect_timeout);
-            if plain_websocket {
-                mqtt.set_transport(rumqttc::Transport::Ws);
-            }
-            mqtt.set_network_options(network);
-            mqtt::Options::V5(Box::new(mqtt))
+                .set_max_packet_size(Some(session.max_packet_size.max(1)))
+                .set_connect_timeout(Duration::from_secs(connect_timeout))
+                .set_network_options(network);
+            let mqtt = mqtt::v5_options(mqtt, window);
+            mqtt.validate().map_err(|error| error.to_string())?;
+            Ok(mqtt::Options::V5(Box::new(mqtt)))
         }
         MqttVersion::V3 => {
+            let mut network = NetworkOptions::new();
+            network.set_tcp_nodelay(true);
+            network.set_connection_timeout(connect_timeout);
+            // rumqttc 0.25 takes the WebSocket URL as the host.
+            let host = match (websocket, tls) {
+                (false, _) => host.clone(),
+                (true, false) => url("ws"),
+                (true, true) => url("wss"),
+            };
             // MQTT 3.1.1 has no session expiry (a persistent session lives as long as the
             // broker keeps it), no Receive Maximum (the broker's own in-flight setting applies;
             // the gate's read pause bounds what the bridge holds) and no Maximum Packet Size
@@ -909,10 +957,14 @@ fn mqtt_options(
                 .set_max_packet_size(max_packet, max_packet)
                 .set_inflight(window)
                 .set_manual_acks(true);
-            if plain_websocket {
+            if websocket && !tls {
                 mqtt.set_transport(rumqttc::Transport::Ws);
             }
-            mqtt::Options::V3(Box::new(mqtt), network, session.max_packet_size)
+            Ok(mqtt::Options::V3(
+                Box::new(mqtt),
+                network,
+                session.max_packet_size,
+            ))
         }
     }
 }
@@ -934,12 +986,14 @@ fn setup(connection: &BrokerConnection, options: &RunOptions) -> Setup {
             username: username_file.clone(),
             password: password_file.clone(),
         },
-        Authentication::EntraToken { audience } => Credentials::Jwt(token::TokenSource::Entra {
-            audience: audience.clone(),
-            credential: options.entra_credential.clone(),
-        }),
+        Authentication::EntraToken { audience } => {
+            Credentials::Jwt(Arc::new(token::TokenSource::Entra {
+                audience: audience.clone(),
+                credential: options.entra_credential.clone(),
+            }))
+        }
         Authentication::JwtFile { token_file } => {
-            Credentials::Jwt(token::TokenSource::File(token_file.clone()))
+            Credentials::Jwt(Arc::new(token::TokenSource::File(token_file.clone())))
         }
         Authentication::X509(_) | Authentication::Anonymous => Credentials::None,
     };

@@ -1,5 +1,7 @@
-//! One MQTT client interface over rumqttc's two clients: MQTT 5 (`rumqttc::v5`) and MQTT
-//! 3.1.1 (`rumqttc`'s root module, "v4" in its terms), chosen by the connector's `protocol`.
+//! One MQTT client interface over two clients: MQTT 5 from `rumqttc-v5-next` (a maintained
+//! fork of rumqttc's MQTT 5 client that adds AUTH re-authentication and batched writes), and
+//! MQTT 3.1.1 from rumqttc 0.25 (its root module, "v4" in its terms), chosen by the
+//! connector's `protocol`.
 //!
 //! The engine is written against MQTT 5 types: an MQTT 3.1.1 event is translated into its
 //! MQTT 5 equivalent (a PUBLISH without properties, a CONNACK without limits), and what MQTT
@@ -7,14 +9,15 @@
 //! enhanced authentication). Both clients get the same workarounds after a connection loss
 //! (see [`EventLoop::on_lost`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{
-    ConnAck, Filter, PubAckReason, PubRecReason, Publish, PublishProperties, SubscribeReasonCode,
+use rumqttc_next::mqttbytes::QoS;
+use rumqttc_next::mqttbytes::v5::{
+    AuthProperties, ConnAck, PubAckReason, PubRecReason, Publish, PublishProperties,
+    SubscribeFilter, SubscribeReasonCode,
 };
-use rumqttc::{Outgoing, Transport};
 
 use super::describe;
 use super::forward::Limits;
@@ -22,7 +25,7 @@ use super::forward::Limits;
 /// Settings of a session before it connects.
 pub(crate) enum Options {
     /// MQTT 5.
-    V5(Box<rumqttc::v5::MqttOptions>),
+    V5(Box<rumqttc_next::MqttOptions>),
     /// MQTT 3.1.1, with the limit on outgoing packets (MQTT 3.1.1 has no CONNACK to tell it).
     V3(Box<rumqttc::MqttOptions>, rumqttc::NetworkOptions, u32),
 }
@@ -45,20 +48,93 @@ impl Options {
     }
 }
 
-/// Creates a client and its event loop; `cap` bounds the request channel.
-pub(crate) fn client(options: Options, cap: usize) -> (Client, EventLoop) {
+/// The MQTT 5 settings of a session, with what every bridge session needs: manual
+/// acknowledgements (the engine acknowledges after the destination took the message) and a
+/// [`NothingInFlight`] session store.
+pub(crate) fn v5_options(
+    mut options: rumqttc_next::MqttOptions,
+    window: u16,
+) -> rumqttc_next::MqttOptions {
+    options
+        .set_ack_mode(rumqttc_next::AckMode::Manual)
+        .set_outgoing_inflight_upper_limit(window.max(1))
+        .set_receive_maximum(Some(window.max(1)));
+    let store = NothingInFlight {
+        clean_start: options.clean_start(),
+        inflight: options.get_outgoing_inflight_upper_limit(),
+    };
+    options.set_session_store(store);
+    options
+}
+
+/// The client's view of a resumed session: nothing in flight, ever. It is read once, when
+/// the session starts, and removed at the first CONNACK (see [`EventLoop::poll`]).
+///
+/// The engine keeps every unacknowledged forward itself and publishes it again after any
+/// reconnect (see [`EventLoop::on_lost`]), so the client keeps no session state of its own.
+/// The client refuses a broker that resumes a session it has no local state for (MQTT-3.2.2-4),
+/// or in its lenient mode refuses to publish on it; this store tells it, at each session
+/// start, that its local state is "nothing in flight", which is the truth after `on_lost`.
+#[derive(Debug)]
+struct NothingInFlight {
+    clean_start: bool,
+    inflight: Option<u16>,
+}
+
+type StoreFuture<'a, T> =
+    std::pin::Pin<Box<dyn Future<Output = Result<T, rumqttc_next::SessionStoreError>> + Send + 'a>>;
+
+impl rumqttc_next::SessionStore for NothingInFlight {
+    fn load<'a>(
+        &'a self,
+        key: &'a rumqttc_next::SessionStoreKey,
+    ) -> StoreFuture<'a, Option<rumqttc_next::PersistedSession>> {
+        let session = rumqttc_next::PersistedSession {
+            format_version: 1,
+            client_id: key.client_id().to_owned(),
+            clean_start: self.clean_start,
+            session_expiry_interval: None,
+            outgoing_inflight_upper_limit: self.inflight,
+            ack_mode: rumqttc_next::PersistedAckMode::Manual,
+            last_pkid: 0,
+            last_puback: 0,
+            replay: Vec::new(),
+            incoming_qos2: Vec::new(),
+        };
+        Box::pin(std::future::ready(Ok(Some(session))))
+    }
+
+    fn save<'a>(
+        &'a self,
+        _key: &'a rumqttc_next::SessionStoreKey,
+        _session: &'a rumqttc_next::PersistedSession,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn clear<'a>(&'a self, _key: &'a rumqttc_next::SessionStoreKey) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// Creates a client and its event loop; `cap` bounds the request channels. Fails only when
+/// the MQTT 5 settings contradict each other (say, a `wss://` broker without TLS).
+pub(crate) fn client(options: Options, cap: usize) -> Result<(Client, EventLoop), String> {
     match options {
         Options::V5(options) => {
-            let (client, eventloop) = rumqttc::v5::AsyncClient::new(*options, cap);
-            (Client::V5(client), EventLoop::V5(Box::new(eventloop)))
+            let (client, eventloop) = rumqttc_next::AsyncClient::builder(*options)
+                .capacity(cap)
+                .try_build()
+                .map_err(|error| error.to_string())?;
+            Ok((Client::V5(client), EventLoop::V5(Box::new(eventloop))))
         }
         Options::V3(options, network, max_packet_size) => {
             let (client, mut eventloop) = rumqttc::AsyncClient::new(*options, cap);
             eventloop.set_network_options(network);
-            (
+            Ok((
                 Client::V3(client),
                 EventLoop::V3(Box::new(eventloop), max_packet_size),
-            )
+            ))
         }
     }
 }
@@ -67,7 +143,7 @@ pub(crate) fn client(options: Options, cap: usize) -> (Client, EventLoop) {
 #[derive(Clone)]
 pub(crate) enum Client {
     /// MQTT 5.
-    V5(rumqttc::v5::AsyncClient),
+    V5(rumqttc_next::AsyncClient),
     /// MQTT 3.1.1.
     V3(rumqttc::AsyncClient),
 }
@@ -88,7 +164,13 @@ impl Client {
     ) -> Result<(), Full> {
         match self {
             Client::V5(client) => client
-                .try_publish_with_properties(topic, qos, retain, payload, properties)
+                .try_publish(
+                    topic,
+                    payload,
+                    rumqttc_next::PublishOptions::new(qos)
+                        .retain(retain)
+                        .properties(properties),
+                )
                 .map_err(|_| Full),
             // rumqttc's 3.1.1 client has no non-blocking publish of `Bytes`: the payload is
             // copied once here.
@@ -119,7 +201,7 @@ impl Client {
 
     /// Queues a SUBSCRIBE for `filters` without waiting. MQTT 3.1.1 keeps only each filter's
     /// path and QoS.
-    pub(crate) fn try_subscribe(&self, filters: &[Filter]) -> Result<(), String> {
+    pub(crate) fn try_subscribe(&self, filters: &[SubscribeFilter]) -> Result<(), String> {
         match self {
             Client::V5(client) => client
                 .try_subscribe_many(filters.iter().cloned())
@@ -134,6 +216,28 @@ impl Client {
         }
     }
 
+    /// Queues an MQTT 5 AUTH re-authentication with a new token (MQTT 3.1.1 has none: the
+    /// configuration refuses JWTs over it).
+    pub(crate) async fn reauth(&self, method: &str, data: Bytes) -> Result<(), String> {
+        match self {
+            Client::V5(client) => client
+                .reauth(Some(AuthProperties {
+                    method: Some(method.to_owned()),
+                    data: Some(data),
+                    reason: None,
+                    user_properties: Vec::new(),
+                }))
+                .await
+                .map_err(|error| error.to_string()),
+            Client::V3(_) => Err("MQTT 3.1.1 has no re-authentication".to_owned()),
+        }
+    }
+
+    /// Whether the session can refresh its token on the fly (MQTT 5).
+    pub(crate) fn can_reauthenticate(&self) -> bool {
+        matches!(self, Client::V5(_))
+    }
+
     /// Queues a DISCONNECT without waiting.
     pub(crate) fn try_disconnect(&self) -> Result<(), Full> {
         match self {
@@ -141,6 +245,21 @@ impl Client {
             Client::V3(client) => client.try_disconnect().map_err(|_| Full),
         }
     }
+}
+
+/// A packet the event loop wrote (or held back), in the terms the engine needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outgoing {
+    /// A PUBLISH with its packet identifier (0 at QoS 0).
+    Publish(u16),
+    /// The next PUBLISH waits: its packet identifier is still in flight.
+    AwaitAck(u16),
+    /// A DISCONNECT.
+    Disconnect,
+    /// A PINGREQ.
+    PingReq,
+    /// Anything else.
+    Other,
 }
 
 /// What one poll of the event loop produced, in MQTT 5 terms.
@@ -161,6 +280,8 @@ pub(crate) enum Polled {
     SubAck(Vec<Option<String>>),
     /// Something was written.
     Outgoing(Outgoing),
+    /// A re-authentication ended: `Ok` when the broker accepted the new token, else why not.
+    Reauthenticated(Result<(), String>),
     /// Anything else.
     Other,
 }
@@ -177,7 +298,7 @@ pub(crate) enum PollError {
 /// A session's event loop.
 pub(crate) enum EventLoop {
     /// MQTT 5.
-    V5(Box<rumqttc::v5::EventLoop>),
+    V5(Box<rumqttc_next::EventLoop>),
     /// MQTT 3.1.1, with the broker's assumed maximum packet size.
     V3(Box<rumqttc::EventLoop>, u32),
 }
@@ -187,8 +308,17 @@ impl EventLoop {
     pub(crate) async fn poll(&mut self) -> Result<Polled, PollError> {
         match self {
             EventLoop::V5(eventloop) => match eventloop.poll().await {
-                Ok(event) => Ok(v5_event(event)),
-                Err(rumqttc::v5::ConnectionError::RequestsDone) => Err(PollError::Done),
+                Ok(event) => {
+                    let polled = v5_event(event);
+                    if matches!(polled, Polled::ConnAck { .. }) {
+                        // The store was read when the session started; from now on the
+                        // client knows its (empty) local state, and a store would only make
+                        // it checkpoint its in-flight publishes at every write.
+                        eventloop.options.clear_session_store();
+                    }
+                    Ok(polled)
+                }
+                Err(rumqttc_next::ConnectionError::RequestsDone) => Err(PollError::Done),
                 Err(error) => Err(PollError::Lost(describe::connection_error(&error))),
             },
             EventLoop::V3(eventloop, max_packet_size) => match eventloop.poll().await {
@@ -208,14 +338,24 @@ impl EventLoop {
         }
     }
 
-    /// Sets the transport (TLS configuration) for the next connection.
-    pub(crate) fn set_transport(&mut self, transport: Transport) {
+    /// Sets the TLS configuration for the next connection (`wss://` over WebSocket).
+    pub(crate) fn set_tls(&mut self, config: Arc<rustls::ClientConfig>, websocket: bool) {
         match self {
             EventLoop::V5(eventloop) => {
-                eventloop.options.set_transport(transport);
+                let tls = rumqttc_next::TlsConfiguration::Rustls(config);
+                eventloop.options.set_transport(if websocket {
+                    rumqttc_next::Transport::Wss(tls)
+                } else {
+                    rumqttc_next::Transport::Tls(tls)
+                });
             }
             EventLoop::V3(eventloop, _) => {
-                eventloop.mqtt_options.set_transport(transport);
+                let tls = rumqttc::TlsConfiguration::Rustls(config);
+                eventloop.mqtt_options.set_transport(if websocket {
+                    rumqttc::Transport::Wss(tls)
+                } else {
+                    rumqttc::Transport::Tls(tls)
+                });
             }
         }
     }
@@ -241,20 +381,32 @@ impl EventLoop {
         }
     }
 
-    /// The connection is gone: drops what rumqttc would resend on its own (the engine resends
-    /// its unsettled forwards itself) and clears a publish stashed on a packet-id collision,
-    /// which rumqttc never clears and which would wedge the client for good
-    /// (rumqtt#1056/#1014).
+    /// The connection is gone: drops what the client would resend on its own (the engine
+    /// resends its unsettled forwards itself, in order, whether or not the broker kept the
+    /// session).
+    ///
+    /// MQTT 5: everything the client held for the next connection (unacknowledged
+    /// publishes, requests not yet taken, a publish held back on a packet-id collision) is
+    /// discarded, and the protocol state starts afresh, so that no packet identifier stays
+    /// reserved for a publish that will never be acknowledged. MQTT 3.1.1 (rumqttc 0.25):
+    /// the same, and the stashed collision cleared, which rumqttc never does and which would
+    /// wedge the client for good (rumqtt#1056/#1014).
     pub(crate) fn on_lost(&mut self) {
         match self {
             EventLoop::V5(eventloop) => {
-                // Moves what is still in the request channel to `pending` so that nothing
-                // published before this point reaches the next connection behind our back.
                 eventloop.clean();
-                eventloop
-                    .pending
-                    .retain(|request| matches!(request, rumqttc::v5::Request::PubRel(_)));
-                eventloop.state.collision = None;
+                eventloop.drain_pending_as_failed(rumqttc_next::NoticeFailureReason::SessionReset);
+                let options = &eventloop.options;
+                eventloop.state = rumqttc_next::MqttStateBuilder::new(
+                    options
+                        .get_outgoing_inflight_upper_limit()
+                        .unwrap_or(u16::MAX),
+                )
+                .ack_mode(options.ack_mode())
+                .topic_alias_policy(options.topic_alias_policy())
+                .client_topic_alias_max(options.topic_alias_max().unwrap_or(0))
+                .authentication_method(options.authentication_method())
+                .build();
             }
             EventLoop::V3(eventloop, _) => {
                 eventloop.clean();
@@ -267,8 +419,8 @@ impl EventLoop {
     }
 }
 
-fn v5_event(event: rumqttc::v5::Event) -> Polled {
-    use rumqttc::v5::{Event, Incoming};
+fn v5_event(event: rumqttc_next::Event) -> Polled {
+    use rumqttc_next::{AuthEvent, AuthExchangeKind, Event, Incoming};
     match event {
         Event::Incoming(Incoming::ConnAck(ack)) => Polled::ConnAck {
             session_present: ack.session_present,
@@ -300,8 +452,26 @@ fn v5_event(event: rumqttc::v5::Event) -> Polled {
                 })
                 .collect(),
         ),
-        Event::Outgoing(outgoing) => Polled::Outgoing(outgoing),
-        Event::Incoming(_) => Polled::Other,
+        Event::Outgoing(outgoing) => {
+            use rumqttc_next::Outgoing as O;
+            Polled::Outgoing(match outgoing {
+                O::Publish(pkid) => Outgoing::Publish(pkid),
+                O::AwaitAck(pkid) => Outgoing::AwaitAck(pkid),
+                O::Disconnect => Outgoing::Disconnect,
+                O::PingReq => Outgoing::PingReq,
+                _ => Outgoing::Other,
+            })
+        }
+        Event::Auth(AuthEvent::Succeeded {
+            kind: AuthExchangeKind::Reauthentication,
+            ..
+        }) => Polled::Reauthenticated(Ok(())),
+        Event::Auth(AuthEvent::Failed {
+            kind: AuthExchangeKind::Reauthentication,
+            reason,
+            ..
+        }) => Polled::Reauthenticated(Err(format!("{reason:?}"))),
+        Event::Incoming(_) | Event::Auth(_) => Polled::Other,
     }
 }
 
@@ -356,7 +526,13 @@ fn v3_event(event: rumqttc::Event, max_packet_size: u32) -> Polled {
                 })
                 .collect(),
         ),
-        Event::Outgoing(outgoing) => Polled::Outgoing(outgoing),
+        Event::Outgoing(outgoing) => Polled::Outgoing(match outgoing {
+            rumqttc::Outgoing::Publish(pkid) => Outgoing::Publish(pkid),
+            rumqttc::Outgoing::AwaitAck(pkid) => Outgoing::AwaitAck(pkid),
+            rumqttc::Outgoing::Disconnect => Outgoing::Disconnect,
+            rumqttc::Outgoing::PingReq => Outgoing::PingReq,
+            _ => Outgoing::Other,
+        }),
         Event::Incoming(_) => Polled::Other,
     }
 }

@@ -102,6 +102,12 @@ fn join_errors(errors: &[FileError]) -> String {
         .join("; ")
 }
 
+/// A TLS configuration that trusts no CA, for a client that needs one before the real one
+/// is built (it is replaced before any connection attempt).
+pub(crate) fn placeholder_config() -> Result<Arc<ClientConfig>, rustls::Error> {
+    client_config(RootCertStore::empty(), None)
+}
+
 /// Builds the client configuration: `roots` verify the server, `identity` (when given)
 /// answers client-certificate requests.
 ///

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::PublishProperties;
+use rumqttc_next::mqttbytes::QoS;
+use rumqttc_next::mqttbytes::v5::PublishProperties;
 
 use super::record::SpooledMessage;
 use super::segment::{Queue, list_segments};

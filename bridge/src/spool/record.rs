@@ -18,8 +18,8 @@
 //! write (see [`super::segment`]).
 
 use bytes::Bytes;
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::PublishProperties;
+use rumqttc_next::mqttbytes::QoS;
+use rumqttc_next::mqttbytes::v5::PublishProperties;
 
 /// The start of every segment file: magic and format version 1.
 pub(crate) const FILE_MAGIC: [u8; 12] = *b"E4KSPOOL\x01\x00\x00\x00";

@@ -1,0 +1,262 @@
+//! Token refresh on a live session, end to end: the real `e4k bridge run --credential
+//! managed-identity` gets Microsoft Entra tokens that live 20 s from the emulator's
+//! managed-identity endpoint (`IDENTITY_ENDPOINT`/`IDENTITY_HEADER`, as App Service and Arc
+//! provide them), connects to the emulator's MQTT broker with `OAUTH2-JWT`, authorized by role
+//! assignments, while 1,000 QoS 1 messages a second flow for 60 s from a local mosquitto at
+//! its installed defaults to a `mosquitto_sub` in the cloud (the seed's commander, X.509).
+//! The bridge must re-authenticate (MQTT 5 AUTH, reason 0x19) before each token expires: the
+//! emulator counts the bridge's CONNECTs (one), its re-authentications (≥ 2) and sessions
+//! ended by an expired token (none); nothing is lost; and no token text shows in the bridge's
+//! logs at `-vvv` or in `/metrics`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod util;
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e4k_emulator::{DataRole, Emulator, EmulatorConfig, IdentityConfig, MqttConfig};
+use e4k_tests::bridge::metric;
+use e4k_tests::process::{http_get, wait_until};
+use e4k_tests::{Mosquitto, faults, seed};
+use util::Dir;
+
+/// The seed namespace that [`seed::up`] creates.
+const NAMESPACE: &str = "/subscriptions/00000000-0000-0000-0000-00000000e4ed/resourceGroups/e4k/\
+                         providers/Microsoft.EventGrid/namespaces/e4k-mqtt";
+const TOKEN_LIFETIME: Duration = Duration::from_secs(20);
+const LOAD: Duration = Duration::from_secs(60);
+/// Messages per 10 ms tick: 1,000 a second.
+const PER_TICK: u64 = 10;
+
+const BRIDGE_YAML: &str = "\
+apiVersion: az-edge.com/v1alpha4
+kind: MqttBridgeConnector
+metadata:
+  name: jwt-bridge
+spec:
+  protocol: v5
+  bridgeInstances: 1
+  clientIdPrefix: jwt-bridge
+  remoteBrokerConnection:
+    endpoint: placeholder:8883
+    tls:
+      tlsEnabled: true
+    authentication:
+      systemAssignedManagedIdentity:
+        audience: https://eventgrid.azure.net/
+  localBrokerConnection:
+    endpoint: placeholder:1883
+    authentication:
+      basic:
+        anonymous: true
+---
+apiVersion: az-edge.com/v1alpha4
+kind: MqttBridgeTopicMap
+metadata:
+  name: jwt-bridge-map
+spec:
+  mqttBridgeConnectorRef: jwt-bridge
+  routes:
+    - direction: local-to-remote
+      name: telemetry
+      qos: 1
+      source: factory/telemetry/#
+";
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_of_20_s_are_refreshed_on_the_live_session_under_load() {
+    let d = Dir::new();
+    let emulator = Emulator::start(EmulatorConfig {
+        lro_delay: Duration::ZERO,
+        mqtt_hostname: "localhost".into(),
+        mqtt: Some(MqttConfig::default()),
+        identity: IdentityConfig {
+            token_lifetime: TOKEN_LIFETIME,
+            ..IdentityConfig::default()
+        },
+        ..EmulatorConfig::default()
+    })
+    .await
+    .expect("the emulator starts with mosquitto");
+    let seeded = seed::up(&d.path(""), &emulator.base_url()).await.unwrap();
+    let principal = IdentityConfig::default().principal_id;
+    for (name, role) in [
+        ("bridge-publisher", DataRole::Publisher),
+        ("bridge-subscriber", DataRole::Subscriber),
+    ] {
+        emulator
+            .assign_role(name, &principal, role, NAMESPACE)
+            .unwrap();
+    }
+    assert!(emulator.mqtt_synced(Duration::from_secs(5)).await);
+    let cloud = emulator.mqtt_addr().unwrap();
+    let ca = emulator.mqtt_ca_pem_path().unwrap().to_path_buf();
+    let local = Mosquitto::start(&faults::local_listener(None)).unwrap();
+
+    // The cloud subscriber: the seed's commander, reading telemetry.
+    let received = d.path("received.txt");
+    let sub_err = d.path("sub.err");
+    let _subscriber = Killed(
+        Command::new("mosquitto_sub")
+            .args(["-V", "mqttv5", "-q", "1", "-t", "factory/telemetry/#", "-h"])
+            .arg("localhost")
+            .args([
+                "-p",
+                &cloud.port().to_string(),
+                "-i",
+                "mosquitto",
+                "--cafile",
+            ])
+            .arg(&ca)
+            .arg("--cert")
+            .arg(seeded.certs.join("mosquitto.pem"))
+            .arg("--key")
+            .arg(seeded.certs.join("mosquitto.key"))
+            .stdout(std::fs::File::create(&received).unwrap())
+            .stderr(std::fs::File::create(&sub_err).unwrap())
+            .spawn()
+            .expect("mosquitto_sub runs"),
+    );
+
+    std::fs::write(d.path("bridge.yaml"), BRIDGE_YAML).unwrap();
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = d.path("bridge.log");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_e4k"));
+    command
+        .args([
+            "-vvv",
+            "bridge",
+            "run",
+            "--credential",
+            "managed-identity",
+            "--config",
+        ])
+        .arg(d.path("bridge.yaml"))
+        .args([
+            "--remote-endpoint",
+            &format!("localhost:{}", cloud.port()),
+            "--local-endpoint",
+            &format!("127.0.0.1:{}", local.port()),
+            "--metrics-listen",
+            &format!("127.0.0.1:{metrics_port}"),
+            "--remote-ca-file",
+        ])
+        .arg(&ca)
+        .env_remove("RUST_LOG")
+        .env_remove("AZURE_CLIENT_ID")
+        .envs(emulator.identity_env())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let bridge = Killed(command.spawn().unwrap());
+    let bridge_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until("the bridge to be ready", Duration::from_secs(20), || {
+        http_get(metrics_port, "/readyz").is_some_and(|(status, _)| status == 200)
+    });
+    // The subscriber is in once the emulator saw its CONNECT and a moment passed.
+    wait_until("mosquitto_sub to connect", Duration::from_secs(10), || {
+        emulator.mqtt_client_stats("mosquitto").accepted >= 1
+    });
+    let _ = &sub_err;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let port = local.port();
+    let published = tokio::task::spawn_blocking(move || {
+        faults::publish_sequence(port, "factory-pub", "factory/telemetry/seq", PER_TICK, LOAD)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+
+    // Everything arrives.
+    let arrived = |text: &str| -> BTreeSet<u64> {
+        text.lines()
+            .filter_map(|line| line.trim().parse().ok())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        let got = arrived(&std::fs::read_to_string(&received).unwrap_or_default());
+        if got.len() as u64 >= published.sent || Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let missing: Vec<u64> = (0..published.sent).filter(|n| !got.contains(n)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} messages lost (first {:?})\nbridge log tail:\n{}",
+        missing.len(),
+        published.sent,
+        &missing[..missing.len().min(10)],
+        tail(&bridge_log())
+    );
+
+    let stats = emulator.mqtt_client_stats("jwt-bridge-0");
+    let (_, metrics) = http_get(metrics_port, "/metrics").unwrap();
+    let reauthenticated = metric(&metrics, "e4k_bridge_connection_reauthenticated_total");
+    eprintln!(
+        "{} messages at {:.0}/s over {} s with {} s tokens: bridge CONNECTs {}, \
+         re-authentications {} (bridge metric {reauthenticated}), expired {}",
+        published.sent,
+        published.rate,
+        LOAD.as_secs(),
+        TOKEN_LIFETIME.as_secs(),
+        stats.connects,
+        stats.reauthentications,
+        stats.expired
+    );
+    assert_eq!(
+        stats.connects,
+        1,
+        "the session reconnected:\n{}",
+        tail(&bridge_log())
+    );
+    assert!(
+        stats.reauthentications >= 2,
+        "{stats:?}\n{}",
+        tail(&bridge_log())
+    );
+    assert_eq!(stats.expired, 0);
+    assert_eq!(stats.reauthentication_failures, 0);
+    assert!(reauthenticated >= 2.0, "{metrics}");
+
+    // No token text anywhere: every JWT starts with a base64url `{"` (`eyJ`).
+    drop(bridge);
+    let logs = bridge_log();
+    assert!(
+        logs.contains("re-authenticating with a new token"),
+        "{}",
+        tail(&logs)
+    );
+    for (place, text) in [
+        ("the -vvv log", logs.as_str()),
+        ("/metrics", metrics.as_str()),
+    ] {
+        assert!(
+            !text.contains("eyJ"),
+            "token text in {place}: {}",
+            text.lines().find(|l| l.contains("eyJ")).unwrap_or_default()
+        );
+    }
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
