@@ -97,6 +97,31 @@ fn up_assigns_roles_and_sets_up_workload_identity() {
         serde_json::from_str(&d.e4k_env(&args, &env(&url)).ok().stdout).unwrap();
     assert_eq!(second["arm_writes"], 0);
     assert_eq!(emulator.stats().writes(), 0);
+
+    // `show` lists them beside the namespace's own resources.
+    let show: serde_json::Value = serde_json::from_str(
+        &d.e4k_env(
+            &[
+                "--output",
+                "json",
+                "eventgrid",
+                "show",
+                "--spec",
+                "eventgrid.yaml",
+            ],
+            &env(&url),
+        )
+        .ok()
+        .stdout,
+    )
+    .unwrap();
+    let shown = show["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "roleAssignment")
+        .count();
+    assert_eq!(shown, 2, "{show:#}");
 }
 
 #[test]

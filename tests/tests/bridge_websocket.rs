@@ -3,15 +3,24 @@
 //! `mq.iotoperations.azure.com/v1beta1` spelling with `remoteBrokerConnection.protocol:
 //! webSocket` — reaches the emulator only through its secure WebSocket listener (`wss://…/mqtt`,
 //! subprotocol `mqtt`, the client certificate in the TLS handshake, as on Event Grid's port
-//! 443). Telemetry goes up, a command comes down.
+//! 443). Telemetry goes up, a command comes down. Then the same with a Microsoft Entra token
+//! instead of the certificate (`OAUTH2-JWT` in the CONNECT over WebSocket, authorized by role
+//! assignments).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 
 use e4k_bridge::RunOptions;
 use e4k_bridge::config::{ConfigOptions, Transport, resolve};
-use e4k_emulator::{Emulator, EmulatorConfig, MqttConfig};
+use e4k_bridge::engine::EntraCredential;
+use e4k_emulator::identity::EVENT_GRID_AUDIENCE;
+use e4k_emulator::{
+    DataRole, Emulator, EmulatorConfig, IdentityConfig, MqttConfig, RunningEmulator, TokenRequest,
+};
 use e4k_tests::Mosquitto;
 use e4k_tests::bridge::Running;
 use rumqttc::v5::mqttbytes::QoS;
@@ -71,8 +80,47 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<(String, String)>) -> (String, St
         .unwrap()
 }
 
+/// The emulator's principal, the identity of its tokens.
+fn principal() -> String {
+    IdentityConfig::default().principal_id
+}
+
+/// Hands out the emulator's Microsoft Entra tokens, as its managed-identity endpoint does.
+struct EmulatorCredential(Arc<RunningEmulator>);
+
+impl std::fmt::Debug for EmulatorCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EmulatorCredential")
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenCredential for EmulatorCredential {
+    async fn get_token(
+        &self,
+        _scopes: &[&str],
+        _options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        let request = TokenRequest::entra(principal(), EVENT_GRID_AUDIENCE);
+        let token = self.0.token_issuer().token(&request).unwrap();
+        Ok(AccessToken::new(
+            token,
+            time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+        ))
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_bridge_reaches_event_grid_over_websocket() {
+    seed_over_websocket(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_on_a_microsoft_entra_token_reaches_event_grid_over_websocket() {
+    seed_over_websocket(true).await;
+}
+
+async fn seed_over_websocket(entra: bool) {
     let dir = tempfile::tempdir().unwrap();
     let emulator = Emulator::start(EmulatorConfig {
         lro_delay: Duration::ZERO,
@@ -85,9 +133,19 @@ async fn the_seed_bridge_reaches_event_grid_over_websocket() {
     })
     .await
     .expect("the emulator starts with mosquitto");
+    let emulator = Arc::new(emulator);
     let seeded = e4k_tests::seed::up(dir.path(), &emulator.base_url())
         .await
         .unwrap();
+    if entra {
+        let namespace = "/subscriptions/00000000-0000-0000-0000-00000000e4ed/resourceGroups/\
+                         e4k/providers/Microsoft.EventGrid/namespaces/e4k-mqtt";
+        for (name, role) in [("pub", DataRole::Publisher), ("sub", DataRole::Subscriber)] {
+            emulator
+                .assign_role(name, &principal(), role, namespace)
+                .unwrap();
+        }
+    }
     assert!(emulator.mqtt_synced(Duration::from_secs(10)).await);
     let websocket = emulator.mqtt_websocket_addr().unwrap();
     let tls_port = emulator.mqtt_addr().unwrap().port();
@@ -95,13 +153,20 @@ async fn the_seed_bridge_reaches_event_grid_over_websocket() {
     let local = Mosquitto::start("allow_anonymous true\n").unwrap();
 
     // The seed's bridge, v1beta1, over WebSocket.
-    let yaml = e4k_templates::BRIDGE_YAML
+    let mut yaml = e4k_templates::BRIDGE_YAML
         .replace("az-edge.com/v1alpha4", "mq.iotoperations.azure.com/v1beta1")
         .replace("clientK8sSecret", "secretName")
         .replace(
             "  remoteBrokerConnection:\n",
             "  remoteBrokerConnection:\n    protocol: webSocket\n",
         );
+    if entra {
+        yaml = yaml.replace(
+            "      x509:\n        secretName: \"bridge-client-cert\"\n",
+            "      systemAssignedManagedIdentity:\n        audience: https://eventgrid.azure.net/\n",
+        );
+        assert!(yaml.contains("systemAssignedManagedIdentity"), "{yaml}");
+    }
     let raw = e4k_bridge::config::RawConfig::parse_str(&yaml).unwrap();
     let mut options = ConfigOptions::default();
     options.secrets_dir = seeded.secrets.clone();
@@ -112,6 +177,11 @@ async fn the_seed_bridge_reaches_event_grid_over_websocket() {
     assert_eq!(resolved.bridges[0].remote.transport, Transport::WebSocket);
     let mut run = RunOptions::default();
     run.drain_timeout = Duration::from_secs(3);
+    if entra {
+        run.entra_credential = Some(EntraCredential(Arc::new(EmulatorCredential(Arc::clone(
+            &emulator,
+        )))));
+    }
     let bridge = Running::start(&resolved.bridges, run).unwrap();
     bridge.ready().await;
     let readiness = bridge.handle.readiness();
@@ -173,6 +243,14 @@ async fn the_seed_bridge_reaches_event_grid_over_websocket() {
         next(&mut edge).await,
         ("command".to_owned(), "restart".to_owned())
     );
+    if entra {
+        let remote = readiness
+            .connections
+            .iter()
+            .find(|c| c.broker == "remote")
+            .unwrap();
+        let stats = emulator.mqtt_client_stats(&remote.client_id);
+        assert_eq!(stats.accepted, 1, "{stats:?}");
+    }
     bridge.stop().await;
-    emulator.shutdown().await.unwrap();
 }

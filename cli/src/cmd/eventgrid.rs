@@ -649,7 +649,17 @@ async fn show_cmd(args: ArmArgs, out: &Output) -> anyhow::Result<ExitCode> {
             .map(str::to_owned)
     };
     let mut resources = Vec::new();
-    for (kind, list) in &current.children {
+    // Role assignments are read when the spec has `roleAssignments` (they live under the
+    // namespace's scope in Microsoft.Authorization, not under the namespace).
+    let role_assignments = [(
+        ResourceKind::RoleAssignment,
+        current.role_assignments.clone(),
+    )];
+    for (kind, list) in current
+        .children
+        .iter()
+        .chain(role_assignments.iter().map(|(kind, list)| (kind, list)))
+    {
         for r in list {
             resources.push(ShownResource {
                 kind: *kind,
