@@ -48,6 +48,9 @@ impl Options {
     }
 }
 
+/// Requests the MQTT 5 client takes from its channels per write (see [`v5_options`]).
+const REQUEST_BATCH: usize = 64;
+
 /// The MQTT 5 settings of a session, with what every bridge session needs: manual
 /// acknowledgements (the engine acknowledges after the destination took the message) and a
 /// [`NothingInFlight`] session store.
@@ -57,6 +60,9 @@ pub(crate) fn v5_options(
 ) -> rumqttc_next::MqttOptions {
     options
         .set_ack_mode(rumqttc_next::AckMode::Manual)
+        // Up to this many requests (publishes, acknowledgements) are written per flush: one
+        // TLS record and one system call for a batch instead of one per packet.
+        .set_max_request_batch(REQUEST_BATCH)
         .set_outgoing_inflight_upper_limit(window.max(1))
         .set_receive_maximum(Some(window.max(1)));
     let store = NothingInFlight {
