@@ -65,6 +65,9 @@ enum System {
     /// `e4k bridge run` (the release binary) as a process of its own, with a local broker of
     /// its own, as mosquitto's bridge runs in a process of its own.
     E4kProcess,
+    /// The same with another `e4k` binary (`E4K_BENCH_BASELINE_E4K`, e.g. a build of the
+    /// previous commit), so that a change is measured against its predecessor in one run.
+    E4kBaseline,
     Mosquitto,
 }
 
@@ -74,6 +77,7 @@ impl System {
             System::Direct => "no bridge (straight into the remote)",
             System::E4k => "local → e4k bridge → remote",
             System::E4kProcess => "local → e4k bridge run (own process) → remote",
+            System::E4kBaseline => "local → e4k bridge run (baseline binary) → remote",
             System::Mosquitto => "local → mosquitto bridge → remote",
         }
     }
@@ -90,6 +94,8 @@ struct Setup {
     mosquitto_publisher: TestClient,
     /// `e4k bridge run` as a process: its local broker, the process, a publisher.
     process: Option<(Mosquitto, Process, TestClient)>,
+    /// The same for the baseline binary, when `E4K_BENCH_BASELINE_E4K` names one.
+    baseline: Option<(Mosquitto, Process, TestClient)>,
 }
 
 /// A local broker with mosquitto's own bridge to the remote over mTLS.
@@ -140,6 +146,10 @@ impl Setup {
             Some(binary) => Some(bridge_process(&binary, &env).await),
             None => None,
         };
+        let baseline = match std::env::var_os("E4K_BENCH_BASELINE_E4K") {
+            Some(binary) => Some(bridge_process(Path::new(&binary), &env).await),
+            None => None,
+        };
         let mut setup = Setup {
             env,
             mosquitto_bridge,
@@ -149,6 +159,7 @@ impl Setup {
             e4k_publisher,
             mosquitto_publisher,
             process,
+            baseline,
         };
         // Warm up every path (TLS sessions, the mosquitto bridge's connection).
         for system in setup.systems() {
@@ -164,6 +175,9 @@ impl Setup {
         if self.process.is_some() {
             systems.push(System::E4kProcess);
         }
+        if self.baseline.is_some() {
+            systems.push(System::E4kBaseline);
+        }
         systems.push(System::Mosquitto);
         systems
     }
@@ -175,6 +189,10 @@ impl Setup {
             System::E4kProcess => match &self.process {
                 Some((_, _, publisher)) => publisher,
                 None => panic!("no e4k bridge run process"),
+            },
+            System::E4kBaseline => match &self.baseline {
+                Some((_, _, publisher)) => publisher,
+                None => panic!("no baseline e4k bridge run process"),
             },
             System::Mosquitto => &self.mosquitto_publisher,
         }
@@ -190,6 +208,10 @@ impl Setup {
             System::Direct => [own, None, None, remote],
             System::E4k => [own, Some(self.env.local.pid()), None, remote],
             System::E4kProcess => match &self.process {
+                Some((local, child, _)) => [own, Some(local.pid()), Some(child.0.id()), remote],
+                None => [own, None, None, remote],
+            },
+            System::E4kBaseline => match &self.baseline {
                 Some((local, child, _)) => [own, Some(local.pid()), Some(child.0.id()), remote],
                 None => [own, None, None, remote],
             },
@@ -383,10 +405,11 @@ fn main() {
             env,
             mosquitto_bridge,
             process,
+            baseline,
             ..
         } = setup;
         bridge.stop().await;
-        drop((process, mosquitto_bridge, env));
+        drop((process, baseline, mosquitto_bridge, env));
         (systems, throughput, latency)
     });
     println!(
@@ -490,6 +513,20 @@ fn main() {
                 .collect(),
         )
     };
+    // The per-round values of `cpu_per_message`, lowest and highest.
+    let cpu_spread = |size: usize, system: System, include: &dyn Fn(usize) -> bool| {
+        throughput
+            .iter()
+            .filter(|(_, s, sys, ..)| *s == size && *sys == system)
+            .map(|(.., cpu)| {
+                let ns: u64 = (0..ROLES.len())
+                    .filter(|&i| include(i))
+                    .map(|i| cpu[i])
+                    .sum();
+                ns as f64 / 1000.0 / n as f64
+            })
+            .fold((f64::MAX, 0.0_f64), |(lo, hi), v| (lo.min(v), hi.max(v)))
+    };
     for size in [256, 4096] {
         for &system in &systems {
             let columns: Vec<String> = (0..ROLES.len())
@@ -505,8 +542,9 @@ fn main() {
                 })
                 .collect();
             let all = cpu_per_message(size, system, &|_| true);
+            let (lo, hi) = cpu_spread(size, system, &|_| true);
             println!(
-                "| {size} B | {} | {} | {all:.1} µs | {:.0} msg/s |",
+                "| {size} B | {} | {} | {all:.1} µs ({lo:.1}–{hi:.1}) | {:.0} msg/s |",
                 system.name(),
                 columns.join(" | "),
                 cores * 1e6 / all
@@ -515,8 +553,39 @@ fn main() {
     }
     println!(
         "\nThe in-process e4k engine counts in the benchmark process's column (its row's \
-         difference from the no-bridge row is the engine's share)."
+         difference from the no-bridge row is the engine's share); \"all processes\" is the \
+         median over the rounds (lowest–highest round)."
     );
+    // The bridge paths as wholes: every process a message crosses, brokers included.
+    let bridge_runs: Vec<System> = systems
+        .iter()
+        .copied()
+        .filter(|s| matches!(s, System::E4kProcess | System::E4kBaseline))
+        .collect();
+    if !bridge_runs.is_empty() {
+        println!(
+            "\n| payload | path | CPU of the whole path | × mosquitto's bridge path | `e4k \
+             bridge run` itself (lowest–highest round) |"
+        );
+        println!("|---|---|---:|---:|---:|");
+        for size in [256, 4096] {
+            let mosquitto = cpu_per_message(size, System::Mosquitto, &|_| true);
+            println!(
+                "| {size} B | {} | {mosquitto:.1} µs | 1.00× | — |",
+                System::Mosquitto.name()
+            );
+            for &system in &bridge_runs {
+                let all = cpu_per_message(size, system, &|_| true);
+                let own = cpu_per_message(size, system, &|r| r == 2);
+                let (lo, hi) = cpu_spread(size, system, &|r| r == 2);
+                println!(
+                    "| {size} B | {} | {all:.1} µs | {:.2}× | {own:.1} µs ({lo:.1}–{hi:.1}) |",
+                    system.name(),
+                    all / mosquitto
+                );
+            }
+        }
+    }
     if systems.contains(&System::E4kProcess) {
         // What the e4k path's other processes cost: the ceiling of any bridge run as a process
         // of its own between these two brokers, however little CPU it used itself.
