@@ -155,6 +155,19 @@ pub(crate) struct EmulatorArgs {
     /// Bytes of PUBLISH packets per second each MQTT session may send; 0 lifts the limit.
     #[arg(long, value_name = "BYTES", default_value_t = PublishLimit::EVENT_GRID.bytes_per_second)]
     session_publish_bytes: u32,
+    /// The principal (object) id of the managed identity whose tokens the emulator's
+    /// identity endpoint (`{endpoint}/msi/token`) issues: the `principalId` of the role
+    /// assignments that authorize them.
+    #[arg(long, value_name = "GUID")]
+    identity_principal_id: Option<String>,
+    /// How long the identity endpoint's tokens live, in seconds (default 3600, as Entra ID's;
+    /// a few seconds show token refresh).
+    #[arg(long, value_name = "SECS")]
+    identity_token_lifetime_secs: Option<u64>,
+    /// The secret clients must send in X-IDENTITY-HEADER (App Service's IDENTITY_HEADER), read
+    /// from the named environment variable (default `e4k-emulator-identity`).
+    #[arg(long, value_name = "VAR")]
+    identity_header_env: Option<String>,
 }
 
 pub(crate) fn run(command: EventgridCommand, out: &Output) -> anyhow::Result<ExitCode> {
@@ -729,6 +742,29 @@ async fn emulator_cmd(args: EmulatorArgs, out: &Output) -> anyhow::Result<ExitCo
         token,
         ..EmulatorConfig::default()
     };
+    if let Some(principal) = &args.identity_principal_id {
+        if !e4k_provisioning::eventgrid::rbac::is_guid(principal) {
+            return Err(usage(format!(
+                "--identity-principal-id {principal:?}: not a GUID"
+            )));
+        }
+        config.identity.principal_id.clone_from(principal);
+    }
+    if let Some(secs) = args.identity_token_lifetime_secs {
+        if secs == 0 {
+            return Err(usage(
+                "--identity-token-lifetime-secs: must be at least 1".to_owned(),
+            ));
+        }
+        config.identity.token_lifetime = Duration::from_secs(secs);
+    }
+    if let Some(var) = &args.identity_header_env {
+        config.identity.header_secret = credential::process_env(var).ok_or_else(|| {
+            usage(format!(
+                "--identity-header-env {var}: the variable is not set"
+            ))
+        })?;
+    }
     if let Some(listen) = args.mqtt_listen {
         config.mqtt = Some(MqttConfig {
             listen,
@@ -751,6 +787,7 @@ async fn emulator_cmd(args: EmulatorArgs, out: &Output) -> anyhow::Result<ExitCo
     }
     let emulator = Emulator::bind(config).await?;
     let url = format!("http://{}", emulator.local_addr());
+    let identity_endpoint = emulator.identity_endpoint();
     let mqtt_endpoint = emulator.mqtt_addr().map(|addr| addr.to_string());
     let mqtt_websocket = emulator
         .mqtt_websocket_addr()
@@ -764,9 +801,11 @@ async fn emulator_cmd(args: EmulatorArgs, out: &Output) -> anyhow::Result<ExitCo
             "mqtt_endpoint": mqtt_endpoint,
             "mqtt_websocket_url": mqtt_websocket,
             "mqtt_ca": mqtt_ca,
+            "identity_endpoint": identity_endpoint,
         }),
         |w| {
             writeln!(w, "{url}")?;
+            writeln!(w, "IDENTITY_ENDPOINT={identity_endpoint}")?;
             if let (Some(endpoint), Some(ca)) = (&mqtt_endpoint, &mqtt_ca) {
                 writeln!(w, "mqtts://{endpoint} (CA: {ca})")?;
             }
