@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod bridge;
+pub mod emulated;
 pub mod seed;
 
 use std::{
