@@ -88,6 +88,11 @@ impl BridgeProcess {
         assert!(status.success(), "exit {status:?}:\n{log}");
         assert!(!log.contains("panicked"), "{log}");
         assert!(log.contains("bridge stopped"), "{log}");
+        // stderr is a file here, not a terminal: no colour codes.
+        assert!(
+            !log.contains('\u{1b}'),
+            "ANSI escape codes in the log:\n{log}"
+        );
         if std::env::var_os("E4K_SHOW_LOG").is_some() {
             eprintln!("{log}");
         }
