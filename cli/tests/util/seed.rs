@@ -96,11 +96,6 @@ impl Subscriber {
         self.lines.lock().expect("lines").clone()
     }
 
-    /// How many lines equal `line`.
-    pub fn count(&self, line: &str) -> usize {
-        self.lines().iter().filter(|l| *l == line).count()
-    }
-
     /// Waits until it exits (its `-C`/`-W`), returns its output.
     pub fn finish(mut self) -> Vec<String> {
         self.child.wait().expect("mosquitto_sub");
