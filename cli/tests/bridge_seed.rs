@@ -3,20 +3,22 @@
 //! (`require_certificate`, `use_identity_as_username`, an ACL with the seed's permissions),
 //! certificates from `e4k certs`, the real `e4k bridge run` with only the endpoints (and the
 //! stand-in's CA) given on the command line, and `mosquitto_pub` / `mosquitto_sub` as the
-//! seed runs them.
+//! seed runs them (the steps of `util::seed`, which `bridge_jwt_seed.rs` runs through the
+//! emulator with JWT authentication).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod util;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use e4k_tests::Mosquitto;
-use e4k_tests::bridge::metric;
 use e4k_tests::process::{http_get, wait_until};
 use util::Dir;
+use util::bridge::BridgeProcess;
+use util::seed::{Cloud, Walkthrough};
 
 /// The seed's Event Grid permissions: the bridge publishes telemetry and receives commands;
 /// the `mosquitto` commander publishes commands and reads telemetry.
@@ -30,58 +32,8 @@ topic write command/#
 topic read factory/telemetry/#
 ";
 
-/// A running `e4k bridge run`, killed on drop if still running.
-struct BridgeProcess {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl BridgeProcess {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(killed.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "bridge did not exit after SIGTERM:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
-}
-
-impl Drop for BridgeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_bridge(dir: &Dir, args: &[&str]) -> BridgeProcess {
-    let log = dir.path("bridge.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_e4k"))
-        .arg("bridge")
-        .arg("run")
-        .args(args)
-        .current_dir(dir.dir.path())
-        .env_remove("RUST_LOG")
-        .env_remove("E4K_INSTANCE_INDEX")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    BridgeProcess { child, log }
+    BridgeProcess::start(dir, args, &[])
 }
 
 /// `e4k bridge run --config config` with the endpoints of `remote` and `local` and the files
@@ -175,22 +127,18 @@ fn pki_and_remote_config(d: &Dir) -> String {
     )
 }
 
-fn remote_tls(port: u16) -> Vec<String> {
-    [
-        "-h",
-        "localhost",
-        "-p",
-        &port.to_string(),
-        "--cert",
-        "mosquitto.pem",
-        "--key",
-        "mosquitto.key",
-        "--cafile",
-        "pki/certs/root_ca.crt",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect()
+/// The seed's commander on the stand-in, with the certificates of [`pki_and_remote_config`].
+fn cloud(d: &Dir, remote: &Mosquitto) -> Cloud {
+    Cloud {
+        port: remote.port(),
+        ca: d.path("pki/certs/root_ca.crt"),
+        cert: d.path("mosquitto.pem"),
+        key: d.path("mosquitto.key"),
+    }
+}
+
+fn remote_tls(d: &Dir, remote: &Mosquitto) -> Vec<String> {
+    cloud(d, remote).args()
 }
 
 #[test]
@@ -207,231 +155,17 @@ fn seed_walkthrough_through_e4k_bridge_run() {
         &local,
         &["--metrics-listen", &metrics_listen],
     );
-    wait_until("/readyz", Duration::from_secs(20), || {
-        matches!(http_get(metrics_port, "/readyz"), Some((200, _)))
-    });
-    let (status, body) = http_get(metrics_port, "/healthz").unwrap();
-    assert_eq!((status, body.trim()), (200, "ok"));
-    // The process metrics come with the bridge's own.
-    let (status, metrics) = http_get(metrics_port, "/metrics").unwrap();
-    assert_eq!(status, 200);
-    for name in [
-        "process_cpu_seconds_total ",
-        "process_resident_memory_bytes ",
-        "process_open_fds ",
-        "e4k_bridge_connection_up{",
-    ] {
-        assert!(metrics.contains(name), "no {name} in /metrics:\n{metrics}");
+    Walkthrough {
+        dir: d.dir.path(),
+        cloud: cloud(&d, &remote),
+        local_port: local.port(),
+        metrics_port,
+        bridge: &bridge,
     }
-    // 3 instances: 3 main sessions on each broker, plus 3 members of the ShareTest group on
-    // the local broker only (they publish through their instance's remote main session).
-    let (_, ready) = http_get(metrics_port, "/readyz").unwrap();
-    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
-    let connections = ready["connections"].as_array().unwrap();
-    assert_eq!(connections.len(), 9, "{ready:#}");
-    let remote_ids: Vec<&str> = connections
-        .iter()
-        .filter(|c| c["broker"] == "remote")
-        .filter_map(|c| c["client_id"].as_str())
-        .collect();
-    assert_eq!(remote_ids, ["e4k-0", "e4k-1", "e4k-2"], "{ready:#}");
-    for id in [
-        "e4k-0",
-        "e4k-2",
-        "e4k-prioritize-alerts-0",
-        "e4k-prioritize-alerts-2",
-    ] {
-        assert!(
-            connections.iter().any(|c| c["client_id"] == id),
-            "no session {id}: {ready:#}"
-        );
-    }
-
-    // Commands: mosquitto publishes `command` on Event Grid; it arrives on the local broker.
-    let sub = mosquitto_client(&d, "mosquitto_sub")
-        .args([
-            "-t",
-            "command",
-            "-i",
-            "sub_1",
-            "-V",
-            "mqttv5",
-            "-h",
-            "127.0.0.1",
-        ])
-        .args(["-p", &local.port().to_string(), "-C", "1", "-W", "20"])
-        .spawn()
-        .unwrap();
-    wait_until("sub_1 subscribed", Duration::from_secs(10), || {
-        local.log().contains("sub_1 0 command")
-    });
-    let publish = mosquitto_client(&d, "mosquitto_pub")
-        .args(["-q", "1", "-t", "command", "-d", "-V", "mqttv5"])
-        .args(["-m", "this is a command from the cloud!", "-i", "mosquitto"])
-        .args(remote_tls(remote.port()))
-        .output()
-        .unwrap();
-    assert!(publish.status.success(), "{publish:?}");
-    assert!(String::from_utf8_lossy(&publish.stdout).contains("received PUBACK (Mid: 1, RC:0)"));
-    let got = sub.wait_with_output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&got.stdout),
-        "this is a command from the cloud!\n",
-        "{got:?}\nbridge log:\n{}",
-        bridge.log()
-    );
-
-    // Telemetry: two publishers on the local broker, 5 messages each, arrive on Event Grid.
-    let telemetry = mosquitto_client(&d, "mosquitto_sub")
-        .args(["-q", "1", "-t", "factory/telemetry/#", "-V", "mqttv5"])
-        .args(["-i", "mosquitto_sub", "-C", "10", "-W", "30", "-v"])
-        .args(remote_tls(remote.port()))
-        .spawn()
-        .unwrap();
-    wait_until("telemetry subscriber", Duration::from_secs(10), || {
-        remote.log().contains("mosquitto_sub 1 factory/telemetry/#")
-    });
-    let local_pub = |topic: &str, message: &str, repeat: &[&str]| {
-        Command::new("mosquitto_pub")
-            .args(["-q", "1", "-t", topic, "-V", "mqttv5", "-m", message])
-            .args(["-h", "127.0.0.1", "-p", &local.port().to_string()])
-            .args(repeat)
-            .current_dir(d.dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let repeat = ["--repeat", "5", "--repeat-delay", "1"];
-    let mut publishers = [
-        local_pub(
-            "factory/telemetry/temperature",
-            "this is a temperature measurement!",
-            &repeat,
-        ),
-        local_pub(
-            "factory/telemetry/humidity",
-            "this is a humidity measurement!",
-            &repeat,
-        ),
-    ];
-    for publisher in &mut publishers {
-        assert!(publisher.wait().unwrap().success());
-    }
-    let got = telemetry.wait_with_output().unwrap();
-    let lines = String::from_utf8_lossy(&got.stdout).into_owned();
-    let count = |needle: &str| lines.lines().filter(|l| *l == needle).count();
-    assert_eq!(
-        count("factory/telemetry/temperature this is a temperature measurement!"),
-        5,
-        "{lines}\nbridge log:\n{}",
-        bridge.log()
-    );
-    assert_eq!(
-        count("factory/telemetry/humidity this is a humidity measurement!"),
-        5,
-        "{lines}"
-    );
-
-    // Shared subscription: anomalies go to factory/telemetry/alert through the ShareTest
-    // group members.
-    let alerts = mosquitto_client(&d, "mosquitto_sub")
-        .args(["-q", "1", "-t", "factory/telemetry/alert", "-V", "mqttv5"])
-        .args(["-i", "mosquitto_sub", "-C", "1000", "-W", "30"])
-        .args(remote_tls(remote.port()))
-        .spawn()
-        .unwrap();
-    wait_until("alert subscriber", Duration::from_secs(10), || {
-        remote
-            .log()
-            .contains("mosquitto_sub 1 factory/telemetry/alert")
-    });
-    let mut publishers = [
-        local_pub(
-            "factory/telemetry/anomaly/high-temperature",
-            "this is a temperature alert!",
-            &["--repeat", "500"],
-        ),
-        local_pub(
-            "factory/telemetry/anomaly/high-humidity",
-            "this is a humidity alert!",
-            &["--repeat", "500"],
-        ),
-    ];
-    for publisher in &mut publishers {
-        assert!(publisher.wait().unwrap().success());
-    }
-    let got = alerts.wait_with_output().unwrap();
-    let lines = String::from_utf8_lossy(&got.stdout).into_owned();
-    let temperature = lines
-        .lines()
-        .filter(|l| *l == "this is a temperature alert!")
-        .count();
-    let humidity = lines
-        .lines()
-        .filter(|l| *l == "this is a humidity alert!")
-        .count();
-    assert_eq!(
-        (temperature, humidity),
-        (500, 500),
-        "bridge log:\n{}",
-        bridge.log()
-    );
-
-    // Metrics: per route and direction.
-    let mut text = String::new();
-    // Wait for every route's forwards to be counted: the anomalies also match the telemetry
-    // route, whose copies may still be in flight when the alert subscriber has its 1,000.
-    wait_until("forwards counted", Duration::from_secs(10), || {
-        text = http_get(metrics_port, "/metrics").unwrap().1;
-        metric(
-            &text,
-            "e4k_bridge_messages_forwarded_total{bridge=\"my-mqtt-bridge\",route=\"prioritize-alerts\"",
-        ) >= 1000.0
-            && metric(
-                &text,
-                "e4k_bridge_messages_forwarded_total{bridge=\"my-mqtt-bridge\",route=\"publish-telemetry-same-topic\"",
-            ) >= 1010.0
-            && metric(
-                &text,
-                "e4k_bridge_messages_forwarded_total{bridge=\"my-mqtt-bridge\",route=\"command-from-cloud\"",
-            ) >= 1.0
-    });
-    assert_eq!(
-        metric(
-            &text,
-            "e4k_bridge_messages_forwarded_total{bridge=\"my-mqtt-bridge\",route=\"command-from-cloud\",direction=\"remote-to-local\"}"
-        ),
-        1.0,
-        "{text}"
-    );
-    // Telemetry plus the anomalies, which also match factory/telemetry/# (as the seed notes).
-    assert!(
-        metric(
-            &text,
-            "e4k_bridge_messages_forwarded_total{bridge=\"my-mqtt-bridge\",route=\"publish-telemetry-same-topic\""
-        ) >= 1010.0,
-        "{text}"
-    );
-    assert_eq!(
-        metric(&text, "e4k_bridge_messages_dropped_total"),
-        0.0,
-        "{text}"
-    );
-    assert_eq!(
-        metric(&text, "e4k_bridge_connection_up{bridge=\"my-mqtt-bridge\""),
-        9.0,
-        "{text}"
-    );
+    .run();
 
     // SIGTERM: drain, disconnect, exit 0.
-    let status = bridge.terminate();
-    let log = bridge.log();
-    assert!(status.success(), "exit {status:?}:\n{log}");
-    assert!(!log.contains("panicked"), "{log}");
-    assert!(log.contains("bridge stopped"), "{log}");
-    if std::env::var_os("E4K_SHOW_LOG").is_some() {
-        eprintln!("{log}");
-    }
+    bridge.stop_cleanly();
     assert!(
         remote.log().contains("Client e4k-0 disconnected"),
         "clean DISCONNECT:\n{}",
@@ -496,7 +230,7 @@ fn seed_walkthrough_with_protocol_v3() {
             "mosquitto",
         ])
         .args(v3)
-        .args(remote_tls(remote.port()))
+        .args(remote_tls(&d, &remote))
         .output()
         .unwrap();
     assert!(publish.status.success(), "{publish:?}");
@@ -520,7 +254,7 @@ fn seed_walkthrough_with_protocol_v3() {
         ])
         .args(["-C", "30", "-W", "30", "-v"])
         .args(v3)
-        .args(remote_tls(remote.port()))
+        .args(remote_tls(&d, &remote))
         .spawn()
         .unwrap();
     wait_until("telemetry subscriber", Duration::from_secs(10), || {

@@ -2,6 +2,10 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod bridge;
+pub mod emulated;
+pub mod seed;
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
