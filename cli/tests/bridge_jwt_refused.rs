@@ -246,8 +246,8 @@ fn a_token_for_another_audience_is_refused() {
         &run,
         &[
             "CONNACK reason BadUserNamePassword",
-            "the broker refused the Microsoft Entra token",
-            "is for another audience",
+            "the broker refused the Microsoft Entra token for https://management.azure.com/",
+            "the namespace expects another audience",
         ],
     );
     run.bridge.stop_cleanly();
@@ -273,7 +273,7 @@ fn a_principal_without_roles_is_refused_until_a_role_is_assigned_through_arm() {
         &run,
         &[
             "CONNACK reason NotAuthorized",
-            "EventGrid TopicSpaces Publisher/Subscriber role assignment",
+            "its principal has no EventGrid TopicSpaces Publisher/Subscriber role assignment",
         ],
     );
     // While the bridge retries, the user adds the roles to the spec and applies it: ARM PUTs

@@ -612,23 +612,36 @@ impl Setup {
     }
 
     /// Why a broker that refuses the connection may have done so, for token credentials.
-    fn refusal_hint(&self) -> Option<&'static str> {
-        match &self.credentials {
-            Credentials::Jwt(source)
-                if matches!(**source, super::token::TokenSource::Entra { .. }) =>
-            {
-                Some(
-                    "the broker refused the Microsoft Entra token: it expired, is for another \
-                 audience, or its principal has no EventGrid TopicSpaces Publisher/Subscriber \
-                 role assignment on the namespace or topic space",
-                )
-            }
-            Credentials::Jwt(_) => Some(
-                "the broker refused the CUSTOM-JWT token: it expired, or its issuer or audience \
-                 is not the namespace's customJwtAuthentication",
+    fn refusal_hint(&self, cause: &str) -> Option<String> {
+        use super::token::TokenSource;
+        let Credentials::Jwt(source) = &self.credentials else {
+            return None;
+        };
+        // Event Grid documents no reason codes for JWTs; the emulator (and these hints) use
+        // Not authorized for a valid token without a role, Bad user name or password for a
+        // token it cannot accept.
+        let no_role = cause.contains("NotAuthorized");
+        Some(match &**source {
+            TokenSource::Entra { audience, .. } if no_role => format!(
+                "the broker accepted the Microsoft Entra token for {audience} but its principal \
+                 has no EventGrid TopicSpaces Publisher/Subscriber role assignment on the \
+                 namespace or a topic space"
             ),
-            _ => None,
-        }
+            TokenSource::Entra { audience, .. } => format!(
+                "the broker refused the Microsoft Entra token for {audience}: it expired, or \
+                 the namespace expects another audience"
+            ),
+            TokenSource::File(path) if no_role => format!(
+                "the broker accepted the CUSTOM-JWT token of {} but its client attributes \
+                 match no permission binding",
+                path.display()
+            ),
+            TokenSource::File(path) => format!(
+                "the broker refused the CUSTOM-JWT token of {}: it expired, or its issuer or \
+                 audience is not the namespace's customJwtAuthentication",
+                path.display()
+            ),
+        })
     }
 
     /// A connection was accepted: tells the token refresh task which token it runs on.
@@ -910,7 +923,7 @@ pub(crate) async fn run_poll(mut eventloop: EventLoop, mut ctx: PollCtx) {
                     cause = format!("{cause} ({hint})");
                 }
                 if cause.contains("CONNACK reason")
-                    && let Some(hint) = ctx.setup.refusal_hint()
+                    && let Some(hint) = ctx.setup.refusal_hint(&cause)
                 {
                     cause = format!("{cause}: {hint}");
                 }
