@@ -110,7 +110,12 @@ async fn tokens_of_20_s_are_refreshed_on_the_live_session_under_load() {
     let sub_err = d.path("sub.err");
     let _subscriber = Killed(
         Command::new("mosquitto_sub")
-            .args(["-V", "mqttv5", "-q", "1", "-t", "factory/telemetry/#", "-h"])
+            // A window of 1,000 toward the subscriber (mosquitto_sub announces 20): the
+            // emulator's broker queues only 100 more for a connected subscriber, so a
+            // subscriber that falls behind on a loaded machine would lose messages that the
+            // bridge delivered (see emulator/README.md).
+            .args(["-V", "mqttv5", "-D", "connect", "receive-maximum", "1000"])
+            .args(["-q", "1", "-t", "factory/telemetry/#", "-h"])
             .arg("localhost")
             .args([
                 "-p",
