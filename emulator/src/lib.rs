@@ -31,8 +31,9 @@
 //!   managed-identity endpoint `azure_identity` can use, and the Event Grid [`DataRole`]s.
 //! - [`spec`] holds the embedded OpenAPI specs and the body validator, usable on its own.
 //! - [`stats`] holds the [`Stats`] counters and [`CapturedRequest`]s.
-//! - [`ResourceKind`] names the resource types served: the namespace, its five MQTT child types
-//!   and role assignments (`Microsoft.Authorization`, at the namespace or a topic space).
+//! - [`ResourceKind`] (e4k-provisioning's, re-exported) names the resource types served: the
+//!   namespace, its five MQTT child types and role assignments (`Microsoft.Authorization`, at the
+//!   namespace or a topic space).
 //! - Internals: `service` (request handling and ARM operations; `service::role_assignments`
 //!   the `Microsoft.Authorization/roleAssignments` routes), `route` (path parsing),
 //!   `rules` (service rules beyond the schema: clients, topic templates, client group queries,
@@ -44,7 +45,6 @@
 pub mod config;
 mod error;
 pub mod identity;
-mod kind;
 pub mod server;
 pub mod spec;
 pub mod stats;
@@ -58,8 +58,8 @@ mod service;
 mod store;
 
 pub use config::{EmulatorConfig, FaultConfig, IdentityConfig, MqttConfig, PublishLimit, Quotas};
+pub use e4k_provisioning::eventgrid::kind::ResourceKind;
 pub use error::EmulatorError;
 pub use identity::{DataRole, TokenIssuer, TokenRequest};
-pub use kind::ResourceKind;
 pub use server::{Emulator, RunningEmulator};
 pub use stats::{CapturedRequest, MqttClientStats, Stats, Verb};

@@ -25,10 +25,11 @@ use e4k_provisioning::eventgrid::rbac::is_guid;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::{
-    App, Ctx, Inner, Reply, hex_decode, hex_encode, looks_like_api_version, method_not_allowed,
-    not_found, validate_body,
-};
+use super::admission::looks_like_api_version;
+use super::documents::not_found;
+use super::paging::{hex_decode, hex_encode};
+use super::validation::validate_body;
+use super::{App, Ctx, Inner, Reply, method_not_allowed};
 use crate::ResourceKind;
 use crate::arm::{ArmError, code};
 use crate::route::{Query, RoleAssignmentPath};

@@ -8,6 +8,8 @@
 //!   managed identity (azure_identity), or a static token for the emulator.
 //! - [`spec`]: the YAML spec file (`templates/eventgrid.yaml` is the seed's whole setup).
 //! - [`validate`]: static validation with spec paths, before any network call.
+//! - [`kind`]: [`kind::ResourceKind`], the resource types and their ARM names (shared with the
+//!   emulator).
 //! - [`model`]: the desired ARM state (ids, PUT bodies; CA PEM without line breaks).
 //! - [`plan`]: create / update / replace / delete / no-op per resource, with field diffs.
 //! - [`apply`]: reading the current state, applying a plan in dependency order with bounded
@@ -23,6 +25,7 @@ pub mod arm;
 pub mod assertion;
 pub mod credential;
 pub mod jwt;
+pub mod kind;
 pub mod model;
 pub mod plan;
 pub mod rbac;

@@ -11,65 +11,7 @@ use super::{
 };
 use crate::{Error, Result, certs::read_certificates};
 
-/// The resource types e4k manages, in the order they are created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum ResourceKind {
-    /// `Microsoft.EventGrid/namespaces`
-    Namespace,
-    /// `…/caCertificates`
-    CaCertificate,
-    /// `…/topicSpaces`
-    TopicSpace,
-    /// `…/clientGroups`
-    ClientGroup,
-    /// `…/clients`
-    Client,
-    /// `…/permissionBindings`
-    PermissionBinding,
-    /// `Microsoft.Authorization/roleAssignments` on the namespace or a topic space (not a child
-    /// collection: see [`super::rbac`]).
-    RoleAssignment,
-}
-
-impl ResourceKind {
-    /// The child kinds, in creation order.
-    pub const CHILDREN: [Self; 5] = [
-        Self::CaCertificate,
-        Self::TopicSpace,
-        Self::ClientGroup,
-        Self::Client,
-        Self::PermissionBinding,
-    ];
-
-    /// The collection segment in ARM ids (`caCertificates`…); empty for the namespace.
-    #[must_use]
-    pub fn collection(self) -> &'static str {
-        match self {
-            Self::Namespace => "",
-            Self::CaCertificate => "caCertificates",
-            Self::TopicSpace => "topicSpaces",
-            Self::ClientGroup => "clientGroups",
-            Self::Client => "clients",
-            Self::PermissionBinding => "permissionBindings",
-            Self::RoleAssignment => "providers/Microsoft.Authorization/roleAssignments",
-        }
-    }
-
-    /// A singular name for messages: `CA certificate`, `client`…
-    #[must_use]
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Namespace => "namespace",
-            Self::CaCertificate => "CA certificate",
-            Self::TopicSpace => "topic space",
-            Self::ClientGroup => "client group",
-            Self::Client => "client",
-            Self::PermissionBinding => "permission binding",
-            Self::RoleAssignment => "role assignment",
-        }
-    }
-}
+pub use super::kind::ResourceKind;
 
 /// One child resource as the spec wants it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
