@@ -143,11 +143,11 @@ impl Setup {
         let mosquitto_publisher =
             TestClient::local(mosquitto_bridge.port(), "bench-pub-mosquitto").await;
         let process = match release_e4k() {
-            Some(binary) => Some(bridge_process(&binary, &env).await),
+            Some(binary) => Some(bridge_process(&binary, &env, "e4k-process").await),
             None => None,
         };
         let baseline = match std::env::var_os("E4K_BENCH_BASELINE_E4K") {
-            Some(binary) => Some(bridge_process(Path::new(&binary), &env).await),
+            Some(binary) => Some(bridge_process(Path::new(&binary), &env, "e4k-baseline").await),
             None => None,
         };
         let mut setup = Setup {
@@ -276,19 +276,20 @@ struct Drain {
 
 /// Starts `e4k bridge run` with its own local broker, bridging to `env`'s remote, and waits
 /// until it forwards.
-async fn bridge_process(binary: &Path, env: &Env) -> (Mosquitto, Process, TestClient) {
+async fn bridge_process(binary: &Path, env: &Env, name: &str) -> (Mosquitto, Process, TestClient) {
     let local = Mosquitto::start(&format!("allow_anonymous true\n{QUEUES}\n")).unwrap();
-    // Client IDs of its own on the shared remote broker.
+    // Client IDs of its own on the shared remote broker (two processes with one client ID
+    // would take each other's session over).
     let args = ProcessArgs {
-        name: "e4k-process",
+        name,
         remote_port: env.remote.port(),
         local_port: local.port(),
         metrics_port: e4k_tests::free_port().unwrap(),
         extra: &[],
     };
     let child = common::bridge_process(binary, env, ROUTE, &args);
-    let publisher = TestClient::local(local.port(), "bench-pub-e4k-process").await;
-    let mut probe = env.remote_client("bench-process-probe").await;
+    let publisher = TestClient::local(local.port(), &format!("bench-pub-{name}")).await;
+    let mut probe = env.remote_client(&format!("bench-probe-{name}")).await;
     probe.subscribe("e2e/out/#", QoS::AtLeastOnce).await;
     common::wait_forwarding(&publisher, &mut probe, TOPIC).await;
     (local, child, publisher)
