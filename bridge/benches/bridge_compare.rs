@@ -498,24 +498,8 @@ fn main() {
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as f64;
-    // µs per message of the roles `include` picks, summed per round, median of the rounds.
-    let cpu_per_message = |size: usize, system: System, include: &dyn Fn(usize) -> bool| {
-        median(
-            throughput
-                .iter()
-                .filter(|(_, s, sys, ..)| *s == size && *sys == system)
-                .map(|(.., cpu)| {
-                    let ns: u64 = (0..ROLES.len())
-                        .filter(|&i| include(i))
-                        .map(|i| cpu[i])
-                        .sum();
-                    ns as f64 / 1000.0 / n as f64
-                })
-                .collect(),
-        )
-    };
-    // The per-round values of `cpu_per_message`, lowest and highest.
-    let cpu_spread = |size: usize, system: System, include: &dyn Fn(usize) -> bool| {
+    // µs per message of the roles `include` picks, summed, one value per round.
+    let per_round = |size: usize, system: System, include: &dyn Fn(usize) -> bool| -> Vec<f64> {
         throughput
             .iter()
             .filter(|(_, s, sys, ..)| *s == size && *sys == system)
@@ -526,6 +510,16 @@ fn main() {
                     .sum();
                 ns as f64 / 1000.0 / n as f64
             })
+            .collect()
+    };
+    // Their median.
+    let cpu_per_message = |size: usize, system: System, include: &dyn Fn(usize) -> bool| {
+        median(per_round(size, system, include))
+    };
+    // Their lowest and highest.
+    let cpu_spread = |size: usize, system: System, include: &dyn Fn(usize) -> bool| {
+        per_round(size, system, include)
+            .into_iter()
             .fold((f64::MAX, 0.0_f64), |(lo, hi), v| (lo.min(v), hi.max(v)))
     };
     for size in [256, 4096] {
