@@ -14,7 +14,7 @@
 mod util;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use e4k_emulator::{DataRole, Emulator, EmulatorConfig, IdentityConfig, MqttConfig};
@@ -22,6 +22,7 @@ use e4k_tests::bridge::metric;
 use e4k_tests::process::{http_get, wait_until};
 use e4k_tests::{Mosquitto, faults, seed};
 use util::Dir;
+use util::bridge::BridgeProcess;
 
 /// The seed namespace that [`seed::up`] creates.
 const NAMESPACE: &str = "/subscriptions/00000000-0000-0000-0000-00000000e4ed/resourceGroups/e4k/\
@@ -141,35 +142,32 @@ async fn tokens_of_20_s_are_refreshed_on_the_live_session_under_load() {
         .local_addr()
         .unwrap()
         .port();
-    let log = d.path("bridge.log");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_e4k"));
-    command
-        .args([
+    let identity = emulator.identity_env();
+    let env: Vec<(&str, &str)> = identity.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let remote = format!("localhost:{}", cloud.port());
+    let local_endpoint = format!("127.0.0.1:{}", local.port());
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let ca_file = ca.display().to_string();
+    let bridge = BridgeProcess::start(
+        &d,
+        &[
             "-vvv",
-            "bridge",
-            "run",
             "--credential",
             "managed-identity",
             "--config",
-        ])
-        .arg(d.path("bridge.yaml"))
-        .args([
+            "bridge.yaml",
             "--remote-endpoint",
-            &format!("localhost:{}", cloud.port()),
+            &remote,
             "--local-endpoint",
-            &format!("127.0.0.1:{}", local.port()),
+            &local_endpoint,
             "--metrics-listen",
-            &format!("127.0.0.1:{metrics_port}"),
+            &metrics,
             "--remote-ca-file",
-        ])
-        .arg(&ca)
-        .env_remove("RUST_LOG")
-        .env_remove("AZURE_CLIENT_ID")
-        .envs(emulator.identity_env())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    let bridge = Killed(command.spawn().unwrap());
-    let bridge_log = || std::fs::read_to_string(&log).unwrap_or_default();
+            &ca_file,
+        ],
+        &env,
+    );
+    let bridge_log = || bridge.log();
     wait_until("the bridge to be ready", Duration::from_secs(20), || {
         http_get(metrics_port, "/readyz").is_some_and(|(status, _)| status == 200)
     });
@@ -242,8 +240,8 @@ async fn tokens_of_20_s_are_refreshed_on_the_live_session_under_load() {
     assert!(reauthenticated >= 2.0, "{metrics}");
 
     // No token text anywhere: every JWT starts with a base64url `{"` (`eyJ`).
-    drop(bridge);
     let logs = bridge_log();
+    drop(bridge);
     assert!(
         logs.contains("re-authenticating with a new token"),
         "{}",

@@ -5,38 +5,24 @@
 
 mod util;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
 use base64::Engine as _;
+use e4k_tests::process::http_get_with;
 use util::Dir;
 
 const PRINCIPAL: &str = "7a7a7a7a-1111-4222-8333-444444444444";
 
-/// GETs `url` (plain http on loopback) with the App Service managed-identity header.
+/// GETs `url` (`http://127.0.0.1:PORT/…`) with the App Service managed-identity header.
 fn get_with_header(url: &str, header: &str) -> (u16, String) {
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').unwrap();
-    let mut stream = TcpStream::connect(host).unwrap();
-    write!(
-        stream,
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nX-IDENTITY-HEADER: {header}\r\n\
-         Connection: close\r\n\r\n"
+    let rest = url.strip_prefix("http://127.0.0.1:").unwrap();
+    let (port, path) = rest.split_once('/').unwrap();
+    http_get_with(
+        port.parse().unwrap(),
+        &format!("/{path}"),
+        &[("X-IDENTITY-HEADER", header)],
     )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    .unwrap()
 }
 
 #[test]

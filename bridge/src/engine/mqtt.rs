@@ -48,24 +48,21 @@ impl Options {
     }
 }
 
-/// Requests the MQTT 5 client takes from its channels per write (see [`v5_options`]); 0 is
-/// the client's default, one per turn. 64 cut the remote broker's CPU per message by a quarter,
-/// but it drains a spooled backlog into a broker in bursts that overflow mosquitto's default
-/// queue (1,000 messages) toward a consumer that lags (cli/tests/bridge_spool.rs, local
-/// broker restart: 190–290 of 4,000 commands lost in 1 of 3 loaded runs; 0 lost in 6 of 6
-/// with one request per turn). Batching comes back with a paced spool drain.
-const REQUEST_BATCH: usize = 0;
-
 /// The MQTT 5 settings of a session, with what every bridge session needs: manual
 /// acknowledgements (the engine acknowledges after the destination took the message) and a
 /// [`NothingInFlight`] session store.
+///
+/// Writes stay at the client's default of one request per write. `max_request_batch` 64 cut
+/// the remote broker's CPU per message by a quarter, but drains a spooled backlog into a
+/// broker in bursts that overflow mosquitto's default queue (1,000 messages) toward a consumer
+/// that lags (cli/tests/bridge_spool.rs, local broker restart: 190–290 of 4,000 commands lost
+/// in 1 of 3 loaded runs; 0 lost in 6 of 6 without it). It comes back with a paced spool drain.
 pub(crate) fn v5_options(
     mut options: rumqttc_next::MqttOptions,
     window: u16,
 ) -> rumqttc_next::MqttOptions {
     options
         .set_ack_mode(rumqttc_next::AckMode::Manual)
-        .set_max_request_batch(REQUEST_BATCH)
         .set_outgoing_inflight_upper_limit(window.max(1))
         .set_receive_maximum(Some(window.max(1)));
     let store = NothingInFlight {

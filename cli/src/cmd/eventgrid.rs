@@ -664,14 +664,11 @@ async fn show_cmd(args: ArmArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let mut resources = Vec::new();
     // Role assignments are read when the spec has `roleAssignments` (they live under the
     // namespace's scope in Microsoft.Authorization, not under the namespace).
-    let role_assignments = [(
-        ResourceKind::RoleAssignment,
-        current.role_assignments.clone(),
-    )];
+    let role_assignments = (&ResourceKind::RoleAssignment, &current.role_assignments);
     for (kind, list) in current
         .children
         .iter()
-        .chain(role_assignments.iter().map(|(kind, list)| (kind, list)))
+        .chain(std::iter::once(role_assignments))
     {
         for r in list {
             resources.push(ShownResource {
