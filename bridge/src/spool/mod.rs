@@ -64,6 +64,64 @@ impl WhenFull {
     }
 }
 
+/// The most messages per second the spool sends to one destination (`--spool-drain-rate`).
+///
+/// A backlog (an outage's worth of messages) would otherwise leave as fast as the destination
+/// broker acknowledges, which is far faster than its consumers read: mosquitto at its defaults
+/// queues 1,000 messages per consumer and drops the rest, so a drained backlog would be lost
+/// there. Live traffic is not held back by [`DrainRate::Auto`]: it allows several times the
+/// rate messages arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DrainRate {
+    /// [`DrainRate::AUTO_FACTOR`] times the rate messages arrived at the spool in the last
+    /// second, at least [`DrainRate::AUTO_FLOOR`] per second.
+    #[default]
+    Auto,
+    /// At most this many messages per second.
+    PerSecond(std::num::NonZeroU32),
+    /// As fast as the destination acknowledges.
+    Unlimited,
+}
+
+impl DrainRate {
+    /// `auto` allows this many times the arrival rate (a backlog drains at three times the
+    /// live rate on top of it).
+    pub const AUTO_FACTOR: u32 = 4;
+    /// `auto` allows at least this many messages per second (Event Grid's inbound rate per
+    /// session; a consumer that reads 1,000/s never queues).
+    pub const AUTO_FLOOR: u32 = 1_000;
+
+    /// Parses `auto`, `unlimited` or a positive number of messages per second.
+    ///
+    /// # Errors
+    /// A message naming the text and the accepted forms.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "auto" => Ok(DrainRate::Auto),
+            "unlimited" => Ok(DrainRate::Unlimited),
+            number => number
+                .parse::<std::num::NonZeroU32>()
+                .map(DrainRate::PerSecond)
+                .map_err(|_| {
+                    format!(
+                        "`{text}` is not a drain rate; use auto, unlimited or messages per \
+                         second (e.g. 500)"
+                    )
+                }),
+        }
+    }
+}
+
+impl std::fmt::Display for DrainRate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DrainRate::Auto => f.write_str("auto"),
+            DrainRate::PerSecond(n) => write!(f, "{n}"),
+            DrainRate::Unlimited => f.write_str("unlimited"),
+        }
+    }
+}
+
 /// Where and how much to spool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -74,6 +132,8 @@ pub struct SpoolOptions {
     pub max_bytes: u64,
     /// What to do when full.
     pub when_full: WhenFull,
+    /// How fast messages leave the spool toward one destination.
+    pub drain_rate: DrainRate,
 }
 
 impl SpoolOptions {
@@ -83,6 +143,7 @@ impl SpoolOptions {
             dir,
             max_bytes: DEFAULT_MAX_BYTES,
             when_full: WhenFull::Block,
+            drain_rate: DrainRate::Auto,
         }
     }
 

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use e4k_bridge::config::resolve::{DEFAULT_CONFIGMAPS_DIR, DEFAULT_SECRETS_DIR};
 use e4k_bridge::config::{self, ConfigOptions, LogLevel, RawConfig, Report, Severity};
 use e4k_bridge::engine::{BackoffPolicy, DEFAULT_HOP_LIMIT, DEFAULT_METRICS_LISTEN, RetainPolicy};
-use e4k_bridge::spool::{self, SpoolOptions, SpoolReport, WhenFull};
+use e4k_bridge::spool::{self, DrainRate, SpoolOptions, SpoolReport, WhenFull};
 use e4k_bridge::{Bridge, BridgeError, RunOptions};
 use e4k_provisioning::eventgrid::credential;
 use serde::Serialize;
@@ -165,6 +165,11 @@ pub(crate) struct RunArgs {
     /// What a full spool does.
     #[arg(long, value_enum, default_value_t = WhenFullArg::Block, requires = "spool_dir")]
     spool_when_full: WhenFullArg,
+    /// The most messages per second sent from the spool to one destination, so that a
+    /// backlog does not overflow the queues of the consumers behind it: `auto` (4x the rate
+    /// messages arrive, at least 1000/s), a number, or `unlimited`.
+    #[arg(long, value_name = "RATE", default_value = "auto", value_parser = DrainRate::parse, requires = "spool_dir")]
+    spool_drain_rate: DrainRate,
     /// Where Microsoft Entra ID tokens come from for `systemAssignedManagedIdentity`: auto
     /// (workload identity on AKS from AZURE_FEDERATED_TOKEN_FILE, a service principal, then
     /// developer tools), azure-cli, developer-tools, service-principal, workload-identity,
@@ -357,6 +362,7 @@ fn run_bridge(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode> {
             WhenFullArg::Block => WhenFull::Block,
             WhenFullArg::DropOldest => WhenFull::DropOldest,
         };
+        spool.drain_rate = args.spool_drain_rate;
         spool
     });
     let entra = resolved.bridges.iter().any(|b| {

@@ -47,9 +47,16 @@ impl Task {
         }
     }
 
-    /// Hands messages to the publisher while the budget allows, in seq order.
+    /// Hands messages to the publisher while the budget and the drain pace allow, in seq
+    /// order.
     pub(super) fn fill_publisher(&mut self) {
+        let now = Instant::now();
+        self.pace_wait = None;
         while self.slots.len() < self.budget {
+            if self.dispatch < self.lane.queue.next_seq() && !self.pace.take(now) {
+                self.pace_wait = Some(self.pace.wake_at(now));
+                break;
+            }
             let next = if self.dispatch < self.mem_start {
                 match self.next_from_disk() {
                     Some(next) => next,

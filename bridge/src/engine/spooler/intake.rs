@@ -18,6 +18,7 @@ impl Task {
         if self.retry_at.is_some() {
             return;
         }
+        let fresh = incoming.len();
         let mut batch: Vec<Incoming> = std::mem::take(&mut self.retry);
         batch.extend(incoming.drain(..).map(|pending| {
             let Pending {
@@ -36,6 +37,7 @@ impl Task {
         if batch.is_empty() {
             return;
         }
+        self.pace.arrived(fresh, Instant::now());
         let now = now_ms();
         let mut pushed = Vec::with_capacity(batch.len());
         let mut failed = None;

@@ -37,10 +37,11 @@ use super::conn::{Pending, Ticket};
 use super::forward::Message;
 use super::metrics::{DropReason, RouteMetrics, SpoolMetrics};
 use crate::spool::segment::{Pos, Queue, Reader, Recovered};
-use crate::spool::{Spool, WhenFull};
+use crate::spool::{DrainRate, Spool, WhenFull};
 
 mod dispatch;
 mod intake;
+mod pace;
 
 /// Messages written with one `write` at most.
 const BATCH: usize = 1024;
@@ -206,6 +207,9 @@ struct Task {
     state: &'static str,
     last_error: Option<String>,
     sync_file: Option<(u64, Arc<File>)>,
+    /// The drain pace, and when it allows the next batch (while it holds messages back).
+    pace: pace::Pace,
+    pace_wait: Option<Instant>,
 }
 
 /// Runs the spool of one destination until `stop`.
@@ -218,11 +222,15 @@ pub(crate) async fn run(
     stop: CancellationToken,
 ) {
     let (acks_tx, mut acks_rx) = mpsc::unbounded_channel();
-    let options = shared
-        .spool
-        .as_ref()
-        .map(|s| (s.options.max_bytes, s.options.when_full));
-    let (max_bytes, when_full) = options.unwrap_or((u64::MAX, WhenFull::Block));
+    let options = shared.spool.as_ref().map(|s| {
+        (
+            s.options.max_bytes,
+            s.options.when_full,
+            s.options.drain_rate,
+        )
+    });
+    let (max_bytes, when_full, drain_rate) =
+        options.unwrap_or((u64::MAX, WhenFull::Block, DrainRate::Unlimited));
     let next = lane.queue.next_seq();
     let floor = lane.queue.floor();
     let reader = lane.recovered.first.map(|pos| lane.queue.reader(pos));
@@ -253,6 +261,8 @@ pub(crate) async fn run(
         state: "ok",
         last_error: None,
         sync_file: None,
+        pace: pace::Pace::new(drain_rate, Instant::now()),
+        pace_wait: None,
     };
     let mut syncing: Option<(u64, JoinHandle<std::io::Result<()>>)> = None;
     let mut incoming: Vec<Pending> = Vec::new();
@@ -297,6 +307,7 @@ pub(crate) async fn run(
             .retry_at
             .map(|at| at.saturating_duration_since(Instant::now()));
         let blocked = !task.accepting();
+        let pace_wait = task.pace_wait;
         tokio::select! {
             biased;
             () = stop.cancelled() => break,
@@ -315,6 +326,7 @@ pub(crate) async fn run(
                 None => closed = true,
             },
             () = tokio::time::sleep_until(linger.unwrap_or_else(Instant::now).into()), if linger.is_some() => {}
+            () = tokio::time::sleep_until(pace_wait.unwrap_or_else(Instant::now).into()), if pace_wait.is_some() => {}
             () = tokio::time::sleep(retry_in.unwrap_or(RETRY)), if retry_in.is_some() || blocked => {
                 task.retry_at = None;
             }
