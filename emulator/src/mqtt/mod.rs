@@ -182,7 +182,7 @@ impl DataPlane {
         let binary = config
             .mosquitto_binary
             .clone()
-            .unwrap_or_else(broker::default_binary);
+            .unwrap_or_else(crate::mosquitto::default_binary);
         let broker = broker::Broker::start(&binary, dir.path(), &acl).await?;
         let server_config = tls::server_config(Arc::new(certs), Arc::clone(&source))
             .map_err(|reason| EmulatorError::Certificate { reason })?;
