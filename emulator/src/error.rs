@@ -105,6 +105,16 @@ pub enum EmulatorError {
         source: Option<std::io::Error>,
     },
 
+    /// A step of `e4k demo` ([`crate::demo::run`]) could not run.
+    #[error("{step}")]
+    Demo {
+        /// What the demo was doing, or what went wrong.
+        step: String,
+        /// The error of that step, when there was one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+
     /// The data-plane CA or server certificate could not be made.
     #[error("cannot make the MQTT data-plane certificates: {reason}")]
     Certificate {
