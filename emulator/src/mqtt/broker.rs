@@ -1,5 +1,5 @@
-//! The private mosquitto behind the front end: its configuration, its ACL file, reloads and
-//! stopping it.
+//! The private mosquitto behind the front end: its configuration, its ACL file and reloads;
+//! the process itself is a [`Mosquitto`].
 //!
 //! mosquitto listens on 127.0.0.1 only, on a port of its own, with anonymous access (no
 //! password file): only the front end is meant to reach it, and the front end always sets the
