@@ -4,7 +4,7 @@
 //! ([`e4k_provisioning::up`]), starts a local mosquitto as the factory broker
 //! ([`crate::mosquitto`]), runs the bridge ([`e4k_bridge::engine`]) in this process, and then
 //! replays the seed's terminal sessions with the real `mosquitto_pub` / `mosquitto_sub`
-//! ([`transcripts`]): a command published in the cloud arrives at the factory, telemetry
+//! (`transcripts`): a command published in the cloud arrives at the factory, telemetry
 //! published at the factory arrives in the cloud, and anomalies arrive as alerts through the
 //! shared subscription. Each session's output is kept as the seed shows it; a check after each
 //! says whether it worked. The `e4k` CLI prints the [`DemoReport`].
