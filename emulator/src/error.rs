@@ -89,13 +89,30 @@ pub enum EmulatorError {
         source: std::io::Error,
     },
 
-    /// mosquitto, the broker behind the MQTT data plane, could not be started or reloaded.
-    #[error("mosquitto ({}) failed: {reason}", binary.display())]
-    Broker {
-        /// The program that failed (mosquitto, or `kill` for a reload).
+    /// A mosquitto process ([`crate::mosquitto::Mosquitto`]: the broker behind the MQTT data
+    /// plane, or one run for a demo or a test) could not be started, did not listen, or could
+    /// not be signalled.
+    #[error("mosquitto ({}) on port {port} failed: {reason}", binary.display())]
+    Mosquitto {
+        /// The mosquitto binary.
         binary: PathBuf,
-        /// What happened, with mosquitto's log when it exited.
+        /// The loopback port it was to listen on.
+        port: u16,
+        /// What happened, with mosquitto's log when it exited or did not listen.
         reason: String,
+        /// The I/O error of running mosquitto or `kill`, when there was one.
+        #[source]
+        source: Option<std::io::Error>,
+    },
+
+    /// A step of `e4k demo` ([`crate::demo::run`]) could not run.
+    #[error("{step}")]
+    Demo {
+        /// What the demo was doing, or what went wrong.
+        step: String,
+        /// The error of that step, when there was one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
     /// The data-plane CA or server certificate could not be made.

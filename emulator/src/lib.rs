@@ -31,6 +31,9 @@
 //!   managed-identity endpoint `azure_identity` can use, and the Event Grid [`DataRole`]s.
 //! - [`spec`] holds the embedded OpenAPI specs and the body validator, usable on its own.
 //! - [`stats`] holds the [`Stats`] counters and [`CapturedRequest`]s.
+//! - [`demo`] runs `e4k demo`: the seed walkthrough against the emulator, with the bridge.
+//! - [`mosquitto`] runs one mosquitto process ([`mosquitto::Mosquitto`]: start and wait until
+//!   it listens, reload, stop), for the data plane, `e4k demo` and the e2e test fixtures.
 //! - [`ResourceKind`] (e4k-provisioning's, re-exported) names the resource types served: the
 //!   namespace, its five MQTT child types and role assignments (`Microsoft.Authorization`, at the
 //!   namespace or a topic space).
@@ -43,8 +46,10 @@
 //!   ACL generated from the state).
 
 pub mod config;
+pub mod demo;
 mod error;
 pub mod identity;
+pub mod mosquitto;
 pub mod server;
 pub mod spec;
 pub mod stats;

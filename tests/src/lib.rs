@@ -14,21 +14,15 @@ pub mod seed;
 
 use std::{
     io,
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
 };
-
-/// How long a broker may take to accept connections.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A mosquitto broker run for one test, on 127.0.0.1 and a port of its own.
 #[derive(Debug)]
 pub struct Mosquitto {
-    child: Child,
-    port: u16,
-    log: PathBuf,
+    // Dropped (killed and reaped) before its directory is removed.
+    child: e4k_emulator::mosquitto::Mosquitto,
     _dir: tempfile::TempDir,
 }
 
@@ -78,51 +72,28 @@ impl Mosquitto {
                 log = log.display()
             ),
         )?;
-        let child = Command::new(mosquitto_binary())
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot start mosquitto: {e}")))?;
-        let mut broker = Self {
-            child,
+        let child = e4k_emulator::mosquitto::Mosquitto::start_blocking(
+            &mosquitto_binary(),
+            &conf,
             port,
-            log,
-            _dir: dir,
-        };
-        broker.wait_until_listening()?;
-        Ok(broker)
-    }
-
-    fn wait_until_listening(&mut self) -> io::Result<()> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
-            }
-            if let Some(status) = self.child.try_wait()? {
-                return Err(io::Error::other(format!(
-                    "mosquitto exited ({status}); its log:\n{}",
-                    self.log()
-                )));
-            }
-            if Instant::now() > deadline {
-                return Err(io::Error::other(format!(
-                    "mosquitto did not listen on port {} within {START_TIMEOUT:?}; its log:\n{}",
-                    self.port,
-                    self.log()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            Some(&log),
+        )
+        .map_err(|error| {
+            let kind = std::error::Error::source(&error)
+                .and_then(|source| source.downcast_ref::<io::Error>())
+                .map_or(io::ErrorKind::Other, io::Error::kind);
+            let source = std::error::Error::source(&error)
+                .map(|source| format!(": {source}"))
+                .unwrap_or_default();
+            io::Error::new(kind, format!("{error}{source}"))
+        })?;
+        Ok(Self { child, _dir: dir })
     }
 
     /// The port it listens on.
     #[must_use]
     pub fn port(&self) -> u16 {
-        self.port
+        self.child.port()
     }
 
     /// The broker's process ID (benchmarks read its CPU time from `/proc`).
@@ -134,14 +105,7 @@ impl Mosquitto {
     /// The broker's log so far.
     #[must_use]
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.log()
     }
 }
 

@@ -1,5 +1,5 @@
-//! The private mosquitto behind the front end: its configuration, its ACL file, reloads and
-//! stopping it.
+//! The private mosquitto behind the front end: its configuration, its ACL file and reloads;
+//! the process itself is a [`Mosquitto`].
 //!
 //! mosquitto listens on 127.0.0.1 only, on a port of its own, with anonymous access (no
 //! password file): only the front end is meant to reach it, and the front end always sets the
@@ -11,15 +11,13 @@
 //! the front end enforces QoS itself.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::EmulatorError;
+use crate::mosquitto::{self, Mosquitto};
 
-/// How long mosquitto may take to accept connections.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long mosquitto may take to log that it reloads.
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(2);
 /// The line mosquitto 2.0 logs (at `information`) when it reloads on SIGHUP.
@@ -38,22 +36,10 @@ const MAX_QUEUED_MESSAGES: u32 = 100;
 /// connected session, so an offline one still keeps just [`MAX_QUEUED_MESSAGES`].
 const MAX_INFLIGHT_MESSAGES: u32 = 1000;
 
-/// Where mosquitto is usually installed: on `PATH`, or in `/usr/sbin` (Debian), which is not on
-/// a normal user's `PATH`.
-pub(crate) fn default_binary() -> PathBuf {
-    let sbin = Path::new("/usr/sbin/mosquitto");
-    if sbin.exists() {
-        sbin.to_owned()
-    } else {
-        PathBuf::from("mosquitto")
-    }
-}
-
 /// A running mosquitto; dropping it kills it and waits for it.
 #[derive(Debug)]
 pub(crate) struct Broker {
-    child: Child,
-    addr: SocketAddr,
+    mosquitto: Mosquitto,
     acl: PathBuf,
     log: PathBuf,
 }
@@ -62,15 +48,12 @@ impl Broker {
     /// Writes the configuration and `acl` into `dir`, starts `binary` and waits until it
     /// accepts connections.
     pub(crate) async fn start(binary: &Path, dir: &Path, acl: &str) -> Result<Self, EmulatorError> {
-        let fail = |reason: String| EmulatorError::Broker {
+        let port = mosquitto::free_loopback_port().map_err(|source| EmulatorError::Mosquitto {
             binary: binary.to_owned(),
-            reason,
-        };
-        let port = StdListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .map_err(|e| fail(format!("no free loopback port: {e}")))?
-            .port();
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            port: 0,
+            reason: "no free loopback port".to_owned(),
+            source: Some(source),
+        })?;
         let acl_path = dir.join("acl");
         let log = dir.join("mosquitto.log");
         let conf = dir.join("mosquitto.conf");
@@ -99,50 +82,17 @@ impl Broker {
             acl = acl_path.display(),
         );
         write_atomically(&conf, &config)?;
-        let child = Command::new(binary)
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| fail(format!("cannot start it: {e}")))?;
-        let mut broker = Self {
-            child,
-            addr,
+        let mosquitto = Mosquitto::start(binary, &conf, port, Some(&log)).await?;
+        Ok(Self {
+            mosquitto,
             acl: acl_path,
             log,
-        };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                tracing::debug!(%addr, "mosquitto is listening");
-                return Ok(broker);
-            }
-            if let Ok(Some(status)) = broker.child.try_wait() {
-                return Err(fail(format!(
-                    "it exited ({status}); its log:\n{}",
-                    broker.log()
-                )));
-            }
-            if Instant::now() > deadline {
-                return Err(fail(format!(
-                    "it did not listen on {addr} within {START_TIMEOUT:?}; its log:\n{}",
-                    broker.log()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
     }
 
     /// The loopback address mosquitto listens on.
     pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// mosquitto's log so far.
-    pub(crate) fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.mosquitto.addr()
     }
 
     /// Replaces the ACL file, makes mosquitto re-read it (SIGHUP) and waits (up to
@@ -151,7 +101,7 @@ impl Broker {
     pub(crate) async fn reload_acl(&self, acl: &str) -> Result<(), EmulatorError> {
         write_atomically(&self.acl, acl)?;
         let before = std::fs::metadata(&self.log).map_or(0, |m| m.len());
-        self.signal_reload().await?;
+        self.mosquitto.reload().await?;
         let deadline = Instant::now() + RELOAD_TIMEOUT;
         while !self.logged_since(before, RELOADING) {
             if Instant::now() > deadline {
@@ -173,37 +123,6 @@ impl Broker {
         file.seek(io::SeekFrom::Start(offset)).is_ok()
             && file.read_to_string(&mut text).is_ok()
             && text.contains(line)
-    }
-
-    async fn signal_reload(&self) -> Result<(), EmulatorError> {
-        // No libc in the workspace and `unsafe` is forbidden: `kill(1)` sends the signal.
-        let status = tokio::process::Command::new("kill")
-            .arg("-HUP")
-            .arg(self.child.id().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await;
-        match status {
-            Ok(status) if status.success() => Ok(()),
-            Ok(status) => Err(EmulatorError::Broker {
-                binary: PathBuf::from("kill"),
-                reason: format!("SIGHUP to mosquitto failed ({status})"),
-            }),
-            Err(e) => Err(EmulatorError::Broker {
-                binary: PathBuf::from("kill"),
-                reason: format!("cannot run kill -HUP: {e}"),
-            }),
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        // SIGKILL then reap, so no mosquitto outlives the emulator and no zombie is left.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

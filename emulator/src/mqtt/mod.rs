@@ -17,7 +17,8 @@
 //! - `throttle`: the per-session publish quota.
 //! - `model`: the control-plane view the data plane uses.
 //! - `acl`: the mosquitto ACL file made from the view and the live JWT clients.
-//! - `broker`: mosquitto's configuration, start, reload and stop.
+//! - `broker`: mosquitto's configuration and ACL reloads (the process is a
+//!   [`crate::mosquitto::Mosquitto`]).
 //! - `packet`: CONNECT/CONNACK encoding and packet framing; `props`: v5 properties and AUTH.
 //! - `tls`: the data-plane CA, server certificates and the client certificate check.
 
@@ -182,7 +183,7 @@ impl DataPlane {
         let binary = config
             .mosquitto_binary
             .clone()
-            .unwrap_or_else(broker::default_binary);
+            .unwrap_or_else(crate::mosquitto::default_binary);
         let broker = broker::Broker::start(&binary, dir.path(), &acl).await?;
         let server_config = tls::server_config(Arc::new(certs), Arc::clone(&source))
             .map_err(|reason| EmulatorError::Certificate { reason })?;

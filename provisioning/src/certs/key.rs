@@ -180,6 +180,21 @@ impl Password {
         Self::new(line).map_err(|_| Error::bad_file(path, "the password file is empty"))
     }
 
+    /// The password in `file` when one is given, else the value of the environment variable
+    /// `env` when it is set and not empty, else `None`.
+    ///
+    /// # Errors
+    /// As [`Password::from_file`].
+    pub fn from_file_or_env(file: Option<&Path>, env: &str) -> Result<Option<Self>> {
+        if let Some(file) = file {
+            return Ok(Some(Self::from_file(file)?));
+        }
+        match std::env::var(env) {
+            Ok(value) if !value.is_empty() => Ok(Some(Self::new(value)?)),
+            _ => Ok(None),
+        }
+    }
+
     fn bytes(&self) -> &[u8] {
         self.0.expose_secret().as_bytes()
     }

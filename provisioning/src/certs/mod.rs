@@ -18,6 +18,8 @@ mod duration;
 pub(crate) mod files;
 mod inspect;
 mod key;
+mod leaf;
+mod names;
 mod pki;
 mod verify;
 
@@ -25,10 +27,9 @@ pub use check::{ExpiryEntry, ExpiryReport, ExpiryStatus, check_expiry};
 pub use duration::{NotAfter, parse_duration};
 pub use inspect::{CertInfo, EventGridView, KeyInfo, SanList, inspect};
 pub use key::{KeyFormat, KeyProtection, KeyType, PBKDF2_ROUNDS, Password, load_key};
-pub use pki::{
-    CertificateAuthority, InitOptions, InitReport, LeafOutput, LeafReport, LeafSpec, PkiLayout,
-    Profile, San, check_file_name, init, names_from_file, names_from_template,
-};
+pub use leaf::{CertificateAuthority, LeafOutput, LeafReport, LeafSpec, Profile, San};
+pub use names::{check_file_name, names_from_file, names_from_template};
+pub use pki::{InitOptions, InitReport, PkiLayout, init};
 pub use verify::{Check, Purpose, ValidationScheme, VerifyOptions, VerifyReport, verify};
 
 use std::path::Path;

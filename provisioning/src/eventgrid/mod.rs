@@ -14,6 +14,7 @@
 //! - [`plan`]: create / update / replace / delete / no-op per resource, with field diffs.
 //! - [`apply`]: reading the current state, applying a plan in dependency order with bounded
 //!   parallelism, and `destroy_plan` (carried out by the same `apply`).
+//! - [`render`]: plans and applied changes as text, and the resources `show` lists.
 //! - [`rbac`]: Azure RBAC role assignments on the namespace and its topic spaces (spec,
 //!   deterministic names, validation, reading, planning).
 //! - [`jwt`]: custom JWT authentication of MQTT clients (issuer and certificates).
@@ -29,6 +30,7 @@ pub mod kind;
 pub mod model;
 pub mod plan;
 pub mod rbac;
+pub mod render;
 pub mod rules;
 pub mod spec;
 pub mod validate;

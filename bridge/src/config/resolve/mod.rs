@@ -47,12 +47,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::endpoint::Endpoint;
-use super::files::ClientCertFiles;
-use super::topic::TopicFilter;
+pub use self::connection::{
+    Authentication, BrokerConnection, SessionSettings, Tls, Transport, TrustRoots,
+};
+pub use self::route::{Direction, QoS, Route, SharedSubscription};
+
+mod connection;
+mod route;
 
 /// Default directory holding one sub-directory per Kubernetes secret.
 pub const DEFAULT_SECRETS_DIR: &str = "/var/run/secrets/e4k";
@@ -323,220 +327,13 @@ pub enum LogLevel {
     Info,
 }
 
-/// How to reach and log in to one broker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BrokerConnection {
-    /// Host and port.
-    pub endpoint: Endpoint,
-    /// MQTT over TCP or over WebSocket.
-    pub transport: Transport,
-    /// TLS settings; `None` for plain TCP.
-    pub tls: Option<Tls>,
-    /// How the bridge authenticates.
-    pub authentication: Authentication,
-    /// MQTT session settings.
-    pub session: SessionSettings,
-}
-
-/// The transport under MQTT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    /// MQTT over TCP (`mqtt`).
-    Tcp,
-    /// MQTT over WebSocket (`webSocket`, v1beta1).
-    WebSocket,
-}
-
-/// TLS settings of a connection.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Tls {
-    /// Which CA certificates verify the broker.
-    pub trust: TrustRoots,
-}
-
-/// Which CA certificates verify a broker's certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum TrustRoots {
-    /// The public web PKI roots (Event Grid's certificate chains to DigiCert Global Root G3).
-    Public,
-    /// Every PEM certificate in a config map directory.
-    ConfigMap {
-        /// Config map name.
-        name: String,
-        /// `<configmaps_dir>/<name>`.
-        dir: PathBuf,
-    },
-    /// Every certificate of one PEM file given by the caller
-    /// ([`ConfigOptions::remote_ca_file`]).
-    File {
-        /// The PEM file.
-        path: PathBuf,
-    },
-}
-
-/// How the bridge authenticates to a broker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Authentication {
-    /// TLS client certificate from a secret.
-    X509(ClientCertFiles),
-    /// Kubernetes service account token, sent as MQTT v5 enhanced authentication.
-    ServiceAccountToken {
-        /// The token file, re-read at each connect.
-        token_file: PathBuf,
-    },
-    /// Username and password from a secret.
-    UsernamePassword {
-        /// Secret name.
-        secret: String,
-        /// File holding the username.
-        username_file: PathBuf,
-        /// File holding the password.
-        password_file: PathBuf,
-    },
-    /// A Microsoft Entra ID access token for `audience`, from azure_identity (workload identity,
-    /// managed identity or a developer credential), sent as MQTT 5 enhanced authentication
-    /// `OAUTH2-JWT` (`systemAssignedManagedIdentity`).
-    EntraToken {
-        /// The audience (resource) the token is requested for.
-        audience: String,
-    },
-    /// A JWT read from a file (a projected service account token, a sidecar's output), re-read
-    /// when it changes, sent as `CUSTOM-JWT` (the `e4k.dev/remote-jwt-token-file` annotation).
-    JwtFile {
-        /// The token file.
-        token_file: PathBuf,
-    },
-    /// No credentials.
-    Anonymous,
-}
-
-/// MQTT v5 session settings of one connection.
-///
-/// The CRDs cannot set these (`docs/bridge.md` §1.3), so e4k chooses: persistent sessions so
-/// that nothing is lost across reconnects, and a maximum packet size of 512 KiB on *both*
-/// sides — a larger message could not be forwarded to Event Grid anyway, and announcing the
-/// limit to the local broker makes it drop such messages instead of making us disconnect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct SessionSettings {
-    /// MQTT v5 Clean Start; `false` resumes the previous session.
-    pub clean_start: bool,
-    /// Session expiry interval.
-    #[serde(serialize_with = "as_secs")]
-    pub session_expiry: Duration,
-    /// Keep-alive interval.
-    #[serde(serialize_with = "as_secs")]
-    pub keep_alive: Duration,
-    /// Largest packet the bridge accepts, in bytes.
-    pub max_packet_size: u32,
-    /// Receive Maximum announced to the broker.
-    pub receive_maximum: u16,
-}
-
-fn as_secs<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_u64(duration.as_secs())
-}
-
-/// Which way a route forwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Direction {
-    /// From the local broker to the remote broker (`local-to-remote`).
-    LocalToRemote,
-    /// From the remote broker to the local broker (`remote-to-local`).
-    RemoteToLocal,
-}
-
-impl Direction {
-    /// The CRD spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::LocalToRemote => "local-to-remote",
-            Direction::RemoteToLocal => "remote-to-local",
-        }
-    }
-}
-
-/// MQTT quality of service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(into = "u8")]
-pub enum QoS {
-    /// QoS 0.
-    AtMostOnce,
-    /// QoS 1.
-    AtLeastOnce,
-    /// QoS 2.
-    ExactlyOnce,
-}
-
-impl From<QoS> for u8 {
-    fn from(qos: QoS) -> u8 {
-        match qos {
-            QoS::AtMostOnce => 0,
-            QoS::AtLeastOnce => 1,
-            QoS::ExactlyOnce => 2,
-        }
-    }
-}
-
-/// One route of a topic map.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Route {
-    /// Route name, unique within the connector.
-    pub name: String,
-    /// `metadata.name` of the topic map that holds the route.
-    pub topic_map: String,
-    /// Which way it forwards.
-    pub direction: Direction,
-    /// Topic filter on the source broker (never a `$share/` filter).
-    pub source: TopicFilter,
-    /// Static topic on the target broker; `None` keeps each message's own topic.
-    pub target: Option<String>,
-    /// QoS of the subscription and of the publish.
-    pub qos: QoS,
-    /// Shared subscription on the source broker.
-    pub shared_subscription: Option<SharedSubscription>,
-}
-
-impl Route {
-    /// The filter to subscribe to on the source broker: `$share/<group>/<source>` with a
-    /// shared subscription, the plain source otherwise.
-    pub fn subscription_filter(&self) -> String {
-        match &self.shared_subscription {
-            Some(shared) => format!("$share/{}/{}", shared.group_name, self.source),
-            None => self.source.to_string(),
-        }
-    }
-
-    /// The topic a message received on `topic` is published to.
-    pub fn target_topic<'a>(&'a self, topic: &'a str) -> &'a str {
-        self.target.as_deref().unwrap_or(topic)
-    }
-}
-
-/// A route's shared subscription.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SharedSubscription {
-    /// Share group name (no `/`, `+` or `#`).
-    pub group_name: String,
-    /// Minimum number of member sessions over all instances; at least 1.
-    pub group_minimum_share_number: u32,
-}
-
-impl SharedSubscription {
-    /// Members each instance runs so that the group has at least the minimum.
-    pub fn members_per_instance(&self, instances: u32) -> u32 {
-        self.group_minimum_share_number.div_ceil(instances.max(1))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
 
     use super::*;
+    use crate::config::endpoint::Endpoint;
+    use crate::config::topic::TopicFilter;
 
     fn route(name: &str, shared: Option<u32>) -> Route {
         Route {
