@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use e4k_bridge::config::{BridgeConfig, MqttVersion};
+use e4k_bridge::config::{self, BridgeConfig, ConfigOptions, MqttVersion, RawConfig};
 use e4k_bridge::engine::{BackoffPolicy, Readiness};
 use e4k_bridge::{Bridge, BridgeError, BridgeHandle, RunOptions};
 use tokio_util::sync::CancellationToken;
@@ -233,4 +233,23 @@ pub fn metric(text: &str, prefix: &str) -> f64 {
         .filter(|line| line.starts_with(prefix))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Parses `yaml` and resolves it with `options`; panics with the report when it is invalid.
+pub fn resolve(yaml: &str, options: &ConfigOptions) -> Vec<BridgeConfig> {
+    let raw = RawConfig::parse_str(yaml).expect("test config YAML");
+    match config::resolve(&raw, options) {
+        Ok(resolved) => resolved.bridges,
+        Err(report) => panic!("invalid test config:\n{report}"),
+    }
+}
+
+/// Options for brokers on loopback: the remote at `remote_endpoint`, the local broker at
+/// 127.0.0.1:`local_port`, files not checked (the tests write them as they go).
+pub fn loopback_options(remote_endpoint: String, local_port: u16) -> ConfigOptions {
+    let mut options = ConfigOptions::default();
+    options.remote_endpoint = Some(remote_endpoint);
+    options.local_endpoint = Some(format!("127.0.0.1:{local_port}"));
+    options.check_files = false;
+    options
 }

@@ -1,12 +1,18 @@
 //! End-to-end tests across e4k crates, against real peers (mosquitto, openssl).
 //!
-//! The tests live in `tests/tests/`; this library holds the fixtures they and `cli/tests/`
-//! share: [`Mosquitto`], a real broker on a free loopback port, stopped on drop, and
-//! [`proxy::TcpProxy`], a TCP proxy that can blackhole or cut traffic for fault tests.
+//! The tests live in `tests/tests/`; this library holds the fixtures they, `bridge/tests/`,
+//! `cli/tests/` and the benchmarks share: [`Mosquitto`], a real broker on a free loopback port,
+//! stopped on drop; a test PKI ([`pki`]), the brokers of the engine tests ([`env`]) and their
+//! MQTT client ([`client`]); [`proxy::TcpProxy`], a TCP proxy that can blackhole or cut traffic
+//! for fault tests; the bridge in-process ([`bridge`]) and as a process ([`process`]).
 
+pub mod bench;
 pub mod bridge;
+pub mod client;
+pub mod env;
 pub mod faults;
 pub mod measure;
+pub mod pki;
 pub mod process;
 pub mod proxy;
 pub mod scripted;
