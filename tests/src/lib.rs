@@ -17,6 +17,7 @@ pub mod process;
 pub mod proxy;
 pub mod scripted;
 pub mod seed;
+pub mod sequence;
 
 use std::{
     io,

@@ -10,6 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The missing numbers as ranges, for failure messages.
+pub use crate::sequence::ranges;
+
 /// A child process killed (SIGKILL) on drop.
 #[derive(Debug)]
 pub struct Process(pub Child);
@@ -80,7 +83,7 @@ pub fn signal(pid: u32, signal: &str) {
 #[derive(Debug, Default)]
 pub struct Counts {
     /// How often each sequence number arrived.
-    pub seen: Vec<u32>,
+    pub seen: crate::sequence::Counts,
     /// Lines that were not numbers (probes).
     pub other: u64,
 }
@@ -146,12 +149,7 @@ impl SeqSubscriber {
                 let Ok(line) = line else { break };
                 let mut counts = sink.lock().unwrap();
                 match line.trim().parse::<usize>() {
-                    Ok(n) => {
-                        if counts.seen.len() <= n {
-                            counts.seen.resize(n + 1, 0);
-                        }
-                        counts.seen[n] += 1;
-                    }
+                    Ok(n) => counts.seen.record(n),
                     Err(_) => counts.other += 1,
                 }
             }
@@ -171,19 +169,8 @@ impl SeqSubscriber {
     /// The numbers below `n` not received, and how many numbers arrived in all.
     #[must_use]
     pub fn tally(&self, n: u64) -> (Vec<u64>, u64) {
-        let counts = self.counts.lock().unwrap();
-        let missing = (0..n)
-            .filter(|&i| {
-                usize::try_from(i)
-                    .ok()
-                    .and_then(|i| counts.seen.get(i))
-                    .copied()
-                    .unwrap_or(0)
-                    == 0
-            })
-            .collect();
-        let received = counts.seen.iter().map(|&c| u64::from(c)).sum();
-        (missing, received)
+        let tally = self.counts.lock().unwrap().seen.tally(n);
+        (tally.missing, tally.received + tally.unexpected)
     }
 
     /// Waits up to `timeout` until every number below `n` arrived, or nothing arrived for
@@ -209,22 +196,4 @@ impl SeqSubscriber {
         let duplicates = received.saturating_sub(n - missing.len() as u64);
         (missing, duplicates)
     }
-}
-
-/// `missing` as ranges, `a..b` (at most 10), for failure messages.
-#[must_use]
-pub fn ranges(missing: &[u64]) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < missing.len() && out.len() < 10 {
-        let start = missing[i];
-        let mut end = start;
-        while i + 1 < missing.len() && missing[i + 1] == end + 1 {
-            i += 1;
-            end = missing[i];
-        }
-        out.push(format!("{start}..={end}"));
-        i += 1;
-    }
-    out.join(", ")
 }
