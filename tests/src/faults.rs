@@ -148,20 +148,6 @@ pub fn terminate(broker: &mut Mosquitto) -> io::Result<()> {
     Ok(())
 }
 
-/// Resident memory of a process in KiB (`VmRSS` of `/proc/<pid>/status`), `None` if unknown.
-#[must_use]
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
-}
-
 /// What [`publish_sequence`] did.
 #[derive(Debug, Clone, Copy)]
 pub struct Published {
