@@ -133,6 +133,9 @@ pub struct ConnectorYaml<'a> {
     /// The remote's client-certificate secret (TLS with X.509); `None` makes the remote plain
     /// TCP and anonymous.
     pub remote_secret: Option<&'a str>,
+    /// The audience of the remote's `systemAssignedManagedIdentity` authentication (TLS with
+    /// OAUTH2-JWT); when given, `remote_secret` is not used.
+    pub remote_audience: Option<&'a str>,
     /// `metadata.annotations` of the connector.
     pub annotations: &'a [(&'a str, &'a str)],
     /// The `routes:` items, indented by 4.
@@ -149,6 +152,7 @@ impl<'a> ConnectorYaml<'a> {
             protocol: MqttVersion::V5,
             instances: 1,
             remote_secret: Some("bridge-client-cert"),
+            remote_audience: None,
             annotations: &[],
             routes,
         }
@@ -162,6 +166,7 @@ impl<'a> ConnectorYaml<'a> {
             protocol,
             instances,
             remote_secret,
+            remote_audience,
             annotations,
             routes,
         } = self;
@@ -175,14 +180,21 @@ impl<'a> ConnectorYaml<'a> {
                 .collect();
             format!("  annotations:\n{lines}")
         };
-        let remote = match remote_secret {
-            Some(secret) => format!(
+        let remote = match (remote_audience, remote_secret) {
+            (Some(audience), _) => format!(
+                "    endpoint: placeholder:8883\n    tls:\n      tlsEnabled: true\n    \
+                 authentication:\n      systemAssignedManagedIdentity:\n        \
+                 audience: {audience}\n"
+            ),
+            (None, Some(secret)) => format!(
                 "    endpoint: placeholder:8883\n    tls:\n      tlsEnabled: true\n    \
                  authentication:\n      x509:\n        clientK8sSecret: {secret}\n"
             ),
-            None => "    endpoint: placeholder:1883\n    tls:\n      tlsEnabled: false\n    \
+            (None, None) => {
+                "    endpoint: placeholder:1883\n    tls:\n      tlsEnabled: false\n    \
                      authentication:\n      basic:\n        anonymous: true\n"
-                .to_owned(),
+                    .to_owned()
+            }
         };
         format!(
             "apiVersion: az-edge.com/v1alpha4

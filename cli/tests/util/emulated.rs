@@ -26,16 +26,21 @@ pub struct EventGrid {
 }
 
 impl EventGrid {
+    /// The emulator's configuration: fast LROs, the MQTT data plane on `localhost`.
+    pub fn config() -> EmulatorConfig {
+        EmulatorConfig {
+            lro_delay: Duration::from_millis(10),
+            lro_retry_after_secs: 0,
+            mqtt_hostname: "localhost".into(),
+            mqtt: Some(MqttConfig::default()),
+            ..EmulatorConfig::default()
+        }
+    }
+
     pub fn start() -> Self {
         let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
         let emulator = runtime
-            .block_on(Emulator::start(EmulatorConfig {
-                lro_delay: Duration::from_millis(10),
-                lro_retry_after_secs: 0,
-                mqtt_hostname: "localhost".into(),
-                mqtt: Some(MqttConfig::default()),
-                ..EmulatorConfig::default()
-            }))
+            .block_on(Emulator::start(Self::config()))
             .expect("the emulator starts (is mosquitto installed?)");
         Self {
             emulator: Some(emulator),
@@ -109,20 +114,28 @@ impl EventGrid {
     /// The arguments of `e4k bridge run` for `bridge.yaml` in the test directory, between the
     /// emulator and the factory broker on `local_port`, `/readyz` on `metrics_port`.
     pub fn bridge_args(&self, local_port: u16, metrics_port: u16) -> Vec<String> {
-        [
-            "--config".to_owned(),
-            "bridge.yaml".to_owned(),
-            "--remote-endpoint".to_owned(),
-            self.endpoint(),
-            "--local-endpoint".to_owned(),
-            format!("127.0.0.1:{local_port}"),
-            "--remote-ca-file".to_owned(),
-            self.ca().display().to_string(),
-            "--metrics-listen".to_owned(),
-            format!("127.0.0.1:{metrics_port}"),
-        ]
-        .to_vec()
+        bridge_args(self.emulator(), local_port, metrics_port)
     }
+}
+
+/// The arguments of `e4k bridge run` for `bridge.yaml` in the test directory, between
+/// `emulator` and the factory broker on `local_port`, `/readyz` on `metrics_port`.
+pub fn bridge_args(emulator: &RunningEmulator, local_port: u16, metrics_port: u16) -> Vec<String> {
+    let mqtt = emulator.mqtt_addr().expect("MQTT data plane");
+    let ca = emulator.mqtt_ca_pem_path().expect("MQTT data plane");
+    [
+        "--config".to_owned(),
+        "bridge.yaml".to_owned(),
+        "--remote-endpoint".to_owned(),
+        format!("localhost:{}", mqtt.port()),
+        "--local-endpoint".to_owned(),
+        format!("127.0.0.1:{local_port}"),
+        "--remote-ca-file".to_owned(),
+        ca.display().to_string(),
+        "--metrics-listen".to_owned(),
+        format!("127.0.0.1:{metrics_port}"),
+    ]
+    .to_vec()
 }
 
 impl Drop for EventGrid {
