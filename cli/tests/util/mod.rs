@@ -2,6 +2,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod arm;
 pub mod bridge;
 pub mod emulated;
 pub mod seed;
