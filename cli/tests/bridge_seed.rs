@@ -86,19 +86,7 @@ fn seed_yaml() -> String {
 /// Sets up the PKI and the remote broker's files: returns (remote listener config).
 fn pki_and_remote_config(d: &Dir) -> String {
     d.init_pki(&[]);
-    d.create(
-        "broker",
-        &[
-            "--profile",
-            "server",
-            "--san",
-            "localhost",
-            "--san",
-            "127.0.0.1",
-            "--bundle",
-        ],
-    )
-    .ok();
+    d.create_localhost_server("broker", &["--bundle"]).ok();
     // As the seed: `step certificate create mqttbridge ... --not-after 2400h`.
     d.create("mqttbridge", &["--not-after", "2400h"]).ok();
     d.create("mosquitto", &["--not-after", "2400h", "--bundle"])

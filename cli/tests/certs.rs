@@ -104,18 +104,7 @@ fn chain_verifies_with_openssl_rsa_2048() {
 fn server_profile_is_a_server_certificate() {
     let d = Dir::new();
     d.init_pki(&[]);
-    d.create(
-        "broker",
-        &[
-            "--profile",
-            "server",
-            "--san",
-            "localhost",
-            "--san",
-            "127.0.0.1",
-        ],
-    )
-    .ok();
+    d.create_localhost_server("broker", &[]).ok();
     openssl_verify(&d, "sslserver", "broker.pem");
     let text = d.run(
         "openssl",

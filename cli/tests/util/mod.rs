@@ -118,6 +118,20 @@ impl Dir {
         self.e4k_env(&args, &[("E4K_PASSWORD", "e4k")])
     }
 
+    /// [`create`](Dir::create) with the server profile for `localhost` and `127.0.0.1`.
+    pub fn create_localhost_server(&self, name: &str, extra: &[&str]) -> Run {
+        let mut args = vec![
+            "--profile",
+            "server",
+            "--san",
+            "localhost",
+            "--san",
+            "127.0.0.1",
+        ];
+        args.extend_from_slice(extra);
+        self.create(name, &args)
+    }
+
     pub fn read(&self, name: &str) -> Vec<u8> {
         std::fs::read(self.path(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
     }
