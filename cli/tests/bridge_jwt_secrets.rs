@@ -18,9 +18,7 @@ use e4k_tests::Mosquitto;
 use e4k_tests::process::{http_get, wait_until};
 use util::Dir;
 use util::bridge::BridgeProcess;
-use util::emulated::{
-    EventGrid, NAMESPACE_AUDIENCE, PRINCIPAL, custom_jwt, seed_roles, seed_spec, workspace,
-};
+use util::emulated::{EventGrid, NAMESPACE_AUDIENCE, PRINCIPAL, seed_roles};
 use util::seed::Subscriber;
 
 /// The resource azure_identity asks the managed-identity endpoint for: the scope
@@ -130,12 +128,7 @@ fn no_token_text_in_logs_metrics_readiness_or_json_output() {
     let started = unix_now();
     let grid = EventGrid::start();
     let d = Dir::new();
-    workspace(&d);
-    let idp = TokenIssuer::new("https://idp.e4k.test/").unwrap();
-    grid.setup(
-        &d,
-        &seed_spec(&custom_jwt(&d, &idp), &seed_roles(PRINCIPAL)),
-    );
+    let idp = grid.setup_custom_jwt(&d, &seed_roles(PRINCIPAL));
     let custom_token = idp
         .token(&TokenRequest::custom("factory-bridge", NAMESPACE_AUDIENCE))
         .unwrap();

@@ -23,8 +23,7 @@ use e4k_tests::Mosquitto;
 use util::Dir;
 use util::bridge::BridgeProcess;
 use util::emulated::{
-    EventGrid, NAMESPACE_AUDIENCE, PRINCIPAL, custom_jwt, jwt_bridge_yaml, seed_roles, seed_spec,
-    workspace,
+    EventGrid, NAMESPACE_AUDIENCE, PRINCIPAL, jwt_bridge_yaml, seed_roles, seed_spec, workspace,
 };
 use util::seed::Walkthrough;
 
@@ -110,9 +109,7 @@ fn seed_walkthrough_with_a_managed_identity_token() {
 fn seed_walkthrough_with_a_custom_jwt_token_file() {
     let grid = EventGrid::start();
     let d = Dir::new();
-    workspace(&d);
-    let idp = TokenIssuer::new("https://idp.e4k.test/").unwrap();
-    grid.setup(&d, &seed_spec(&custom_jwt(&d, &idp), ""));
+    let idp = grid.setup_custom_jwt(&d, "");
     // The namespace got the issuer through ARM, with the certificate the spec names.
     let namespace_put = grid
         .emulator()

@@ -111,6 +111,16 @@ impl EventGrid {
         );
     }
 
+    /// The seed's [`workspace`] and namespace with CUSTOM-JWT authentication for a new
+    /// identity provider, which it returns; `extra` is appended to the spec.
+    #[track_caller]
+    pub fn setup_custom_jwt(&self, d: &Dir, extra: &str) -> TokenIssuer {
+        workspace(d);
+        let idp = TokenIssuer::new("https://idp.e4k.test/").expect("token issuer");
+        self.setup(d, &seed_spec(&custom_jwt(d, &idp), extra));
+        idp
+    }
+
     /// The arguments of `e4k bridge run` for `bridge.yaml` in the test directory, between the
     /// emulator and the factory broker on `local_port`, `/readyz` on `metrics_port`.
     pub fn bridge_args(&self, local_port: u16, metrics_port: u16) -> Vec<String> {
