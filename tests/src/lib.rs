@@ -10,6 +10,7 @@ pub mod bench;
 pub mod bridge;
 pub mod client;
 pub mod env;
+pub mod eventgrid;
 pub mod faults;
 pub mod measure;
 pub mod pki;
