@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use e4k_emulator::{TokenIssuer, TokenRequest};
 use e4k_tests::Mosquitto;
+use e4k_tests::bridge::ConnectorYaml;
 use e4k_tests::process::{http_get, wait_until};
 use util::Dir;
 use util::bridge::BridgeProcess;
@@ -28,46 +29,26 @@ const RESOURCE: &str = "https://eventgrid.azure.net";
 /// Two connectors: `entra` (OAUTH2-JWT, the managed identity) and `custom` (CUSTOM-JWT from
 /// `token_file`), each forwarding telemetry to the cloud and commands from it.
 fn bridge_yaml(token_file: &std::path::Path) -> String {
-    let connector = |name: &str, annotations: &str| {
-        format!(
-            "apiVersion: az-edge.com/v1alpha4
-kind: MqttBridgeConnector
-metadata:
-  name: {name}-bridge
-{annotations}spec:
-  protocol: v5
-  bridgeInstances: 1
-  clientIdPrefix: {name}
-  logLevel: debug
-  remoteBrokerConnection:
-    endpoint: example.westeurope-1.ts.eventgrid.azure.net:8883
-    tls:
-      tlsEnabled: true
-    authentication:
-      systemAssignedManagedIdentity:
-        audience: https://eventgrid.azure.net/
----
-apiVersion: az-edge.com/v1alpha4
-kind: MqttBridgeTopicMap
-metadata:
-  name: {name}-map
-spec:
-  mqttBridgeConnectorRef: {name}-bridge
-  routes:
-    - {{ direction: local-to-remote, name: telemetry, source: \"factory/telemetry/#\", qos: 1 }}
-    - {{ direction: remote-to-local, name: commands, source: \"command/#\", qos: 1 }}
-"
-        )
+    let routes = "    - { direction: local-to-remote, name: telemetry, source: \"factory/telemetry/#\", qos: 1 }
+    - { direction: remote-to-local, name: commands, source: \"command/#\", qos: 1 }
+";
+    let token_file = format!("\"{}\"", token_file.display());
+    let connector = |name: &str, annotations| {
+        ConnectorYaml {
+            prefix: name,
+            remote_audience: Some("https://eventgrid.azure.net/"),
+            log_level: Some("debug"),
+            annotations,
+            ..ConnectorYaml::new(&format!("{name}-bridge"), routes)
+        }
+        .render()
     };
     format!(
         "{}---\n{}",
-        connector("entra", ""),
+        connector("entra", &[]),
         connector(
             "custom",
-            &format!(
-                "  annotations:\n    e4k.dev/remote-jwt-token-file: \"{}\"\n",
-                token_file.display()
-            )
+            &[("e4k.dev/remote-jwt-token-file", token_file.as_str())]
         )
     )
 }

@@ -136,6 +136,8 @@ pub struct ConnectorYaml<'a> {
     /// The audience of the remote's `systemAssignedManagedIdentity` authentication (TLS with
     /// OAUTH2-JWT); when given, `remote_secret` is not used.
     pub remote_audience: Option<&'a str>,
+    /// `logLevel`, when given.
+    pub log_level: Option<&'a str>,
     /// `metadata.annotations` of the connector.
     pub annotations: &'a [(&'a str, &'a str)],
     /// The `routes:` items, indented by 4.
@@ -153,6 +155,7 @@ impl<'a> ConnectorYaml<'a> {
             instances: 1,
             remote_secret: Some("bridge-client-cert"),
             remote_audience: None,
+            log_level: None,
             annotations: &[],
             routes,
         }
@@ -167,6 +170,7 @@ impl<'a> ConnectorYaml<'a> {
             instances,
             remote_secret,
             remote_audience,
+            log_level,
             annotations,
             routes,
         } = self;
@@ -180,6 +184,8 @@ impl<'a> ConnectorYaml<'a> {
                 .collect();
             format!("  annotations:\n{lines}")
         };
+        let log_level =
+            log_level.map_or_else(String::new, |level| format!("  logLevel: {level}\n"));
         let remote = match (remote_audience, remote_secret) {
             (Some(audience), _) => format!(
                 "    endpoint: placeholder:8883\n    tls:\n      tlsEnabled: true\n    \
@@ -205,7 +211,7 @@ metadata:
   protocol: {protocol}
   bridgeInstances: {instances}
   clientIdPrefix: {prefix}
-  remoteBrokerConnection:
+{log_level}  remoteBrokerConnection:
 {remote}  localBrokerConnection:
     endpoint: placeholder:1883
     authentication:
