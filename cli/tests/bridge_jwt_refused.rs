@@ -18,7 +18,7 @@ use e4k_emulator::identity::EVENT_GRID_AUDIENCE;
 use e4k_tests::Mosquitto;
 use e4k_tests::process::{http_get, wait_until};
 use util::Dir;
-use util::bridge::BridgeProcess;
+use util::bridge::{self, BridgeProcess};
 use util::emulated::{
     EventGrid, NAMESPACE_AUDIENCE, PRINCIPAL, jwt_bridge_yaml, seed_roles, seed_spec, workspace,
 };
@@ -54,7 +54,7 @@ fn start(grid: &EventGrid, d: &Dir, extra: &[&str], env: &[(&str, &str)]) -> Run
     );
     args.extend(extra.iter().map(|a| (*a).to_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let bridge = BridgeProcess::start(d, &args, env);
+    let bridge = bridge::start(d, &args, env);
     Running {
         local,
         metrics_port,

@@ -18,7 +18,7 @@ use e4k_tests::Mosquitto;
 use e4k_tests::bridge::ConnectorYaml;
 use e4k_tests::process::{http_get, wait_until};
 use util::Dir;
-use util::bridge::BridgeProcess;
+use util::bridge;
 use util::emulated::{EventGrid, NAMESPACE_AUDIENCE, PRINCIPAL, seed_roles};
 use util::seed::Subscriber;
 
@@ -136,7 +136,7 @@ fn no_token_text_in_logs_metrics_readiness_or_json_output() {
     let identity = grid.identity_env();
     let mut env: Vec<(&str, &str)> = identity.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.push(("RUST_LOG", "trace"));
-    let mut bridge = BridgeProcess::start(&d, &args, &env);
+    let mut bridge = bridge::start(&d, &args, &env);
     // With a spool, /readyz is 200 while a broker is still down: wait for every session.
     wait_until("4 sessions connected", Duration::from_secs(20), || {
         let Some((200, body)) = http_get(metrics_port, "/readyz") else {

@@ -21,7 +21,7 @@ use e4k_emulator::identity::EVENT_GRID_AUDIENCE;
 use e4k_emulator::{ResourceKind, TokenIssuer, TokenRequest, Verb};
 use e4k_tests::Mosquitto;
 use util::Dir;
-use util::bridge::BridgeProcess;
+use util::bridge;
 use util::emulated::{
     EventGrid, NAMESPACE_AUDIENCE, PRINCIPAL, jwt_bridge_yaml, seed_roles, seed_spec, workspace,
 };
@@ -44,7 +44,7 @@ fn walkthrough(grid: &EventGrid, d: &Dir, extra: &[&str], env: &[(&str, &str)]) 
     let mut args = grid.bridge_args(local.port(), metrics_port);
     args.extend(extra.iter().map(|a| (*a).to_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut bridge = BridgeProcess::start(d, &args, env);
+    let mut bridge = bridge::start(d, &args, env);
     Walkthrough {
         dir: d.dir.path(),
         cloud: grid.cloud(d),

@@ -22,7 +22,7 @@ use e4k_tests::bridge::{ConnectorYaml, metric};
 use e4k_tests::process::{Process, http_get, wait_until};
 use e4k_tests::{Mosquitto, faults, free_port, seed};
 use util::Dir;
-use util::bridge::BridgeProcess;
+use util::bridge;
 use util::emulated::{EventGrid, bridge_args};
 
 /// The seed namespace that [`seed::up`] creates.
@@ -110,7 +110,7 @@ async fn tokens_of_20_s_are_refreshed_on_the_live_session_under_load() {
     let mut args = vec!["-vvv", "--credential", "managed-identity"];
     let bridge_args = bridge_args(&emulator, local.port(), metrics_port);
     args.extend(bridge_args.iter().map(String::as_str));
-    let bridge = BridgeProcess::start(&d, &args, &env);
+    let bridge = bridge::start(&d, &args, &env);
     let bridge_log = || bridge.log();
     wait_until("the bridge to be ready", Duration::from_secs(20), || {
         http_get(metrics_port, "/readyz").is_some_and(|(status, _)| status == 200)

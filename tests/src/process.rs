@@ -1,12 +1,12 @@
 //! Fixtures of the tests that run processes (the `e4k` binary, `mosquitto_sub`): a child
-//! killed on drop, `GET /readyz`, polling waits, signals, and a subscriber that counts the
-//! sequence numbers it receives.
+//! killed on drop, a running `e4k bridge run` with its log, `GET /readyz`, polling waits,
+//! signals, and a subscriber that counts the sequence numbers it receives.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -195,5 +195,124 @@ impl SeqSubscriber {
         let (missing, received) = self.tally(n);
         let duplicates = received.saturating_sub(n - missing.len() as u64);
         (missing, duplicates)
+    }
+}
+
+/// A running `e4k bridge run`, killed on drop if still running.
+pub struct BridgeProcess {
+    child: Child,
+    log: PathBuf,
+    stdout: PathBuf,
+}
+
+impl BridgeProcess {
+    /// `binary bridge run ARGS` (the `e4k` binary) in `dir`, its stderr in `dir/NAME.log` and
+    /// its stdout in `dir/NAME.stdout`, with `env` added to an environment without
+    /// `RUST_LOG`, `E4K_INSTANCE_INDEX` and `E4K_CREDENTIAL`. Global flags (`-vvv`,
+    /// `--output json`) may be among `args`.
+    #[must_use]
+    pub fn start(
+        binary: &Path,
+        dir: &Path,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let log = dir.join(format!("{name}.log"));
+        let stdout = dir.join(format!("{name}.stdout"));
+        let mut command = Command::new(binary);
+        command
+            .arg("bridge")
+            .arg("run")
+            .args(args)
+            .current_dir(dir)
+            .env_remove("RUST_LOG")
+            .env_remove("E4K_INSTANCE_INDEX")
+            .env_remove("E4K_CREDENTIAL")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).expect("bridge stdout file"))
+            .stderr(std::fs::File::create(&log).expect("bridge log file"));
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("start e4k bridge run");
+        BridgeProcess { child, log, stdout }
+    }
+
+    /// Its stderr so far.
+    #[must_use]
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its stdout so far.
+    #[must_use]
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// The lines of the log that contain `needle`.
+    #[must_use]
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// SIGKILL (no drain, no DISCONNECT: the kernel closes the sockets), and waits for the
+    /// exit.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill -9 the bridge");
+        self.child.wait().expect("wait for the bridge");
+    }
+
+    /// Sends SIGTERM and waits (up to 10 s) for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the bridge") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bridge did not exit after SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// SIGTERM, then: exit 0, no panic, "bridge stopped" logged. Returns the log.
+    #[track_caller]
+    pub fn stop_cleanly(&mut self) -> String {
+        let status = self.terminate();
+        let log = self.log();
+        assert!(status.success(), "exit {status:?}:\n{log}");
+        assert!(!log.contains("panicked"), "{log}");
+        assert!(log.contains("bridge stopped"), "{log}");
+        // stderr is a file here, not a terminal: no colour codes.
+        assert!(
+            !log.contains('\u{1b}'),
+            "ANSI escape codes in the log:\n{log}"
+        );
+        if std::env::var_os("E4K_SHOW_LOG").is_some() {
+            eprintln!("{log}");
+        }
+        log
+    }
+}
+
+impl Drop for BridgeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
