@@ -8,13 +8,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e4k_tests::Mosquitto;
 use e4k_tests::bridge::ConnectorYaml;
 use e4k_tests::faults::{self, BRIDGE_SECRET, FaultPki};
-use e4k_tests::process::{Process, SeqSubscriber, readyz, wait_until};
+use e4k_tests::process::{BridgeProcess, SeqSubscriber, readyz, wait_until};
 
 /// The bridge's in-flight window (`--receive-maximum`).
 const WINDOW: u64 = 100;
@@ -53,30 +53,17 @@ fn kill_9_of_the_bridge_mid_stream_then_restart_loses_nothing() {
     let (secrets, configmaps, root) = (pki.secrets(), pki.configmaps(), pki.root());
     let window = WINDOW.to_string();
     let start_bridge = |n: u32| {
-        let log = std::fs::File::create(dir.path().join(format!("bridge-{n}.log"))).unwrap();
-        Process(
-            Command::new(env!("CARGO_BIN_EXE_e4k"))
-                .args(["bridge", "run", "--config"])
-                .arg(&config)
-                .args(["--remote-endpoint", &remote_endpoint])
-                .args(["--local-endpoint", &local_endpoint])
-                .arg("--secrets-dir")
-                .arg(&secrets)
-                .arg("--configmaps-dir")
-                .arg(&configmaps)
-                .arg("--remote-ca-file")
-                .arg(&root)
-                .args(["--metrics-listen", &metrics_listen])
-                .args(["--receive-maximum", &window])
-                .args(["--reconnect-initial", "100ms", "--reconnect-max", "1s"])
-                .env_remove("RUST_LOG")
-                .env_remove("E4K_INSTANCE_INDEX")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        )
+        let mut args = vec!["--config", config.to_str().unwrap()];
+        args.extend(["--remote-endpoint", &remote_endpoint]);
+        args.extend(["--local-endpoint", &local_endpoint]);
+        args.extend(["--secrets-dir", secrets.to_str().unwrap()]);
+        args.extend(["--configmaps-dir", configmaps.to_str().unwrap()]);
+        args.extend(["--remote-ca-file", root.to_str().unwrap()]);
+        args.extend(["--metrics-listen", &metrics_listen]);
+        args.extend(["--receive-maximum", &window]);
+        args.extend(["--reconnect-initial", "100ms", "--reconnect-max", "1s"]);
+        let binary = Path::new(env!("CARGO_BIN_EXE_e4k"));
+        BridgeProcess::start(binary, dir.path(), &format!("bridge-{n}"), &args, &[])
     };
     let log = |n: u32| {
         std::fs::read_to_string(dir.path().join(format!("bridge-{n}.log"))).unwrap_or_default()
@@ -112,8 +99,7 @@ fn kill_9_of_the_bridge_mid_stream_then_restart_loses_nothing() {
     });
     std::thread::sleep(Duration::from_secs(3));
     // SIGKILL: no drain, no DISCONNECT; the sockets are closed by the kernel.
-    bridge.0.kill().unwrap();
-    bridge.0.wait().unwrap();
+    bridge.kill();
     let killed = Instant::now();
     drop(bridge);
     let bridge = start_bridge(2);

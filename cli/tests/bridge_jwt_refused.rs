@@ -13,15 +13,14 @@ mod util;
 
 use std::time::{Duration, SystemTime};
 
+use e4k_emulator::TokenRequest;
 use e4k_emulator::identity::EVENT_GRID_AUDIENCE;
-use e4k_emulator::{TokenIssuer, TokenRequest};
 use e4k_tests::Mosquitto;
 use e4k_tests::process::{http_get, wait_until};
 use util::Dir;
-use util::bridge::BridgeProcess;
+use util::bridge::{self, BridgeProcess};
 use util::emulated::{
-    EventGrid, NAMESPACE_AUDIENCE, PRINCIPAL, custom_jwt, jwt_bridge_yaml, seed_roles, seed_spec,
-    workspace,
+    EventGrid, NAMESPACE_AUDIENCE, PRINCIPAL, jwt_bridge_yaml, seed_roles, seed_spec, workspace,
 };
 use util::seed::Subscriber;
 
@@ -55,7 +54,7 @@ fn start(grid: &EventGrid, d: &Dir, extra: &[&str], env: &[(&str, &str)]) -> Run
     );
     args.extend(extra.iter().map(|a| (*a).to_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let bridge = BridgeProcess::start(d, &args, env);
+    let bridge = bridge::start(d, &args, env);
     Running {
         local,
         metrics_port,
@@ -188,9 +187,7 @@ fn publish_telemetry(run: &Running) {
 fn an_expired_token_file_is_refused_until_a_fresh_token_replaces_it() {
     let grid = EventGrid::start();
     let d = Dir::new();
-    workspace(&d);
-    let idp = TokenIssuer::new("https://idp.e4k.test/").unwrap();
-    grid.setup(&d, &seed_spec(&custom_jwt(&d, &idp), ""));
+    let idp = grid.setup_custom_jwt(&d, "");
     let token = |issued: SystemTime| {
         idp.token(
             &TokenRequest::custom("factory-bridge", NAMESPACE_AUDIENCE)

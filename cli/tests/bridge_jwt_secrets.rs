@@ -15,12 +15,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use e4k_emulator::{TokenIssuer, TokenRequest};
 use e4k_tests::Mosquitto;
+use e4k_tests::bridge::ConnectorYaml;
 use e4k_tests::process::{http_get, wait_until};
 use util::Dir;
-use util::bridge::BridgeProcess;
-use util::emulated::{
-    EventGrid, NAMESPACE_AUDIENCE, PRINCIPAL, custom_jwt, seed_roles, seed_spec, workspace,
-};
+use util::bridge;
+use util::emulated::{EventGrid, NAMESPACE_AUDIENCE, PRINCIPAL, seed_roles};
 use util::seed::Subscriber;
 
 /// The resource azure_identity asks the managed-identity endpoint for: the scope
@@ -30,46 +29,26 @@ const RESOURCE: &str = "https://eventgrid.azure.net";
 /// Two connectors: `entra` (OAUTH2-JWT, the managed identity) and `custom` (CUSTOM-JWT from
 /// `token_file`), each forwarding telemetry to the cloud and commands from it.
 fn bridge_yaml(token_file: &std::path::Path) -> String {
-    let connector = |name: &str, annotations: &str| {
-        format!(
-            "apiVersion: az-edge.com/v1alpha4
-kind: MqttBridgeConnector
-metadata:
-  name: {name}-bridge
-{annotations}spec:
-  protocol: v5
-  bridgeInstances: 1
-  clientIdPrefix: {name}
-  logLevel: debug
-  remoteBrokerConnection:
-    endpoint: example.westeurope-1.ts.eventgrid.azure.net:8883
-    tls:
-      tlsEnabled: true
-    authentication:
-      systemAssignedManagedIdentity:
-        audience: https://eventgrid.azure.net/
----
-apiVersion: az-edge.com/v1alpha4
-kind: MqttBridgeTopicMap
-metadata:
-  name: {name}-map
-spec:
-  mqttBridgeConnectorRef: {name}-bridge
-  routes:
-    - {{ direction: local-to-remote, name: telemetry, source: \"factory/telemetry/#\", qos: 1 }}
-    - {{ direction: remote-to-local, name: commands, source: \"command/#\", qos: 1 }}
-"
-        )
+    let routes = "    - { direction: local-to-remote, name: telemetry, source: \"factory/telemetry/#\", qos: 1 }
+    - { direction: remote-to-local, name: commands, source: \"command/#\", qos: 1 }
+";
+    let token_file = format!("\"{}\"", token_file.display());
+    let connector = |name: &str, annotations| {
+        ConnectorYaml {
+            prefix: name,
+            remote_audience: Some("https://eventgrid.azure.net/"),
+            log_level: Some("debug"),
+            annotations,
+            ..ConnectorYaml::new(&format!("{name}-bridge"), routes)
+        }
+        .render()
     };
     format!(
         "{}---\n{}",
-        connector("entra", ""),
+        connector("entra", &[]),
         connector(
             "custom",
-            &format!(
-                "  annotations:\n    e4k.dev/remote-jwt-token-file: \"{}\"\n",
-                token_file.display()
-            )
+            &[("e4k.dev/remote-jwt-token-file", token_file.as_str())]
         )
     )
 }
@@ -130,12 +109,7 @@ fn no_token_text_in_logs_metrics_readiness_or_json_output() {
     let started = unix_now();
     let grid = EventGrid::start();
     let d = Dir::new();
-    workspace(&d);
-    let idp = TokenIssuer::new("https://idp.e4k.test/").unwrap();
-    grid.setup(
-        &d,
-        &seed_spec(&custom_jwt(&d, &idp), &seed_roles(PRINCIPAL)),
-    );
+    let idp = grid.setup_custom_jwt(&d, &seed_roles(PRINCIPAL));
     let custom_token = idp
         .token(&TokenRequest::custom("factory-bridge", NAMESPACE_AUDIENCE))
         .unwrap();
@@ -162,7 +136,7 @@ fn no_token_text_in_logs_metrics_readiness_or_json_output() {
     let identity = grid.identity_env();
     let mut env: Vec<(&str, &str)> = identity.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.push(("RUST_LOG", "trace"));
-    let mut bridge = BridgeProcess::start(&d, &args, &env);
+    let mut bridge = bridge::start(&d, &args, &env);
     // With a spool, /readyz is 200 while a broker is still down: wait for every session.
     wait_until("4 sessions connected", Duration::from_secs(20), || {
         let Some((200, body)) = http_get(metrics_port, "/readyz") else {

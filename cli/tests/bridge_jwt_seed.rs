@@ -21,10 +21,9 @@ use e4k_emulator::identity::EVENT_GRID_AUDIENCE;
 use e4k_emulator::{ResourceKind, TokenIssuer, TokenRequest, Verb};
 use e4k_tests::Mosquitto;
 use util::Dir;
-use util::bridge::BridgeProcess;
+use util::bridge;
 use util::emulated::{
-    EventGrid, NAMESPACE_AUDIENCE, PRINCIPAL, custom_jwt, jwt_bridge_yaml, seed_roles, seed_spec,
-    workspace,
+    EventGrid, NAMESPACE_AUDIENCE, PRINCIPAL, jwt_bridge_yaml, seed_roles, seed_spec, workspace,
 };
 use util::seed::Walkthrough;
 
@@ -45,7 +44,7 @@ fn walkthrough(grid: &EventGrid, d: &Dir, extra: &[&str], env: &[(&str, &str)]) 
     let mut args = grid.bridge_args(local.port(), metrics_port);
     args.extend(extra.iter().map(|a| (*a).to_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut bridge = BridgeProcess::start(d, &args, env);
+    let mut bridge = bridge::start(d, &args, env);
     Walkthrough {
         dir: d.dir.path(),
         cloud: grid.cloud(d),
@@ -110,9 +109,7 @@ fn seed_walkthrough_with_a_managed_identity_token() {
 fn seed_walkthrough_with_a_custom_jwt_token_file() {
     let grid = EventGrid::start();
     let d = Dir::new();
-    workspace(&d);
-    let idp = TokenIssuer::new("https://idp.e4k.test/").unwrap();
-    grid.setup(&d, &seed_spec(&custom_jwt(&d, &idp), ""));
+    let idp = grid.setup_custom_jwt(&d, "");
     // The namespace got the issuer through ARM, with the certificate the spec names.
     let namespace_put = grid
         .emulator()

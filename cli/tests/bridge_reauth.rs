@@ -14,15 +14,16 @@
 mod util;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e4k_emulator::{DataRole, Emulator, EmulatorConfig, IdentityConfig, MqttConfig};
-use e4k_tests::bridge::metric;
-use e4k_tests::process::{http_get, wait_until};
-use e4k_tests::{Mosquitto, faults, seed};
+use e4k_emulator::{DataRole, Emulator, EmulatorConfig, IdentityConfig};
+use e4k_tests::bridge::{ConnectorYaml, metric};
+use e4k_tests::process::{Process, http_get, wait_until};
+use e4k_tests::{Mosquitto, faults, free_port, seed};
 use util::Dir;
-use util::bridge::BridgeProcess;
+use util::bridge;
+use util::emulated::{EventGrid, bridge_args};
 
 /// The seed namespace that [`seed::up`] creates.
 const NAMESPACE: &str = "/subscriptions/00000000-0000-0000-0000-00000000e4ed/resourceGroups/e4k/\
@@ -32,62 +33,23 @@ const LOAD: Duration = Duration::from_secs(60);
 /// Messages per 10 ms tick: 1,000 a second.
 const PER_TICK: u64 = 10;
 
-const BRIDGE_YAML: &str = "\
-apiVersion: az-edge.com/v1alpha4
-kind: MqttBridgeConnector
-metadata:
-  name: jwt-bridge
-spec:
-  protocol: v5
-  bridgeInstances: 1
-  clientIdPrefix: jwt-bridge
-  remoteBrokerConnection:
-    endpoint: placeholder:8883
-    tls:
-      tlsEnabled: true
-    authentication:
-      systemAssignedManagedIdentity:
-        audience: https://eventgrid.azure.net/
-  localBrokerConnection:
-    endpoint: placeholder:1883
-    authentication:
-      basic:
-        anonymous: true
----
-apiVersion: az-edge.com/v1alpha4
-kind: MqttBridgeTopicMap
-metadata:
-  name: jwt-bridge-map
-spec:
-  mqttBridgeConnectorRef: jwt-bridge
-  routes:
-    - direction: local-to-remote
+/// The one route: telemetry to the cloud.
+const ROUTES: &str = "    - direction: local-to-remote
       name: telemetry
       qos: 1
       source: factory/telemetry/#
 ";
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_of_20_s_are_refreshed_on_the_live_session_under_load() {
     let d = Dir::new();
     let emulator = Emulator::start(EmulatorConfig {
         lro_delay: Duration::ZERO,
-        mqtt_hostname: "localhost".into(),
-        mqtt: Some(MqttConfig::default()),
         identity: IdentityConfig {
             token_lifetime: TOKEN_LIFETIME,
             ..IdentityConfig::default()
         },
-        ..EmulatorConfig::default()
+        ..EventGrid::config()
     })
     .await
     .expect("the emulator starts with mosquitto");
@@ -109,7 +71,7 @@ async fn tokens_of_20_s_are_refreshed_on_the_live_session_under_load() {
     // The cloud subscriber: the seed's commander, reading telemetry.
     let received = d.path("received.txt");
     let sub_err = d.path("sub.err");
-    let _subscriber = Killed(
+    let _subscriber = Process(
         Command::new("mosquitto_sub")
             // A window of 1,000 toward the subscriber (mosquitto_sub announces 20): the
             // emulator's broker queues only 100 more for a connected subscriber, so a
@@ -136,37 +98,19 @@ async fn tokens_of_20_s_are_refreshed_on_the_live_session_under_load() {
             .expect("mosquitto_sub runs"),
     );
 
-    std::fs::write(d.path("bridge.yaml"), BRIDGE_YAML).unwrap();
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let yaml = ConnectorYaml {
+        remote_audience: Some("https://eventgrid.azure.net/"),
+        ..ConnectorYaml::new("jwt-bridge", ROUTES)
+    }
+    .render();
+    std::fs::write(d.path("bridge.yaml"), yaml).unwrap();
+    let metrics_port = free_port().unwrap();
     let identity = emulator.identity_env();
     let env: Vec<(&str, &str)> = identity.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let remote = format!("localhost:{}", cloud.port());
-    let local_endpoint = format!("127.0.0.1:{}", local.port());
-    let metrics = format!("127.0.0.1:{metrics_port}");
-    let ca_file = ca.display().to_string();
-    let bridge = BridgeProcess::start(
-        &d,
-        &[
-            "-vvv",
-            "--credential",
-            "managed-identity",
-            "--config",
-            "bridge.yaml",
-            "--remote-endpoint",
-            &remote,
-            "--local-endpoint",
-            &local_endpoint,
-            "--metrics-listen",
-            &metrics,
-            "--remote-ca-file",
-            &ca_file,
-        ],
-        &env,
-    );
+    let mut args = vec!["-vvv", "--credential", "managed-identity"];
+    let bridge_args = bridge_args(&emulator, local.port(), metrics_port);
+    args.extend(bridge_args.iter().map(String::as_str));
+    let bridge = bridge::start(&d, &args, &env);
     let bridge_log = || bridge.log();
     wait_until("the bridge to be ready", Duration::from_secs(20), || {
         http_get(metrics_port, "/readyz").is_some_and(|(status, _)| status == 200)

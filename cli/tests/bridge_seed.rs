@@ -17,7 +17,7 @@ use std::time::Duration;
 use e4k_tests::Mosquitto;
 use e4k_tests::process::{http_get, wait_until};
 use util::Dir;
-use util::bridge::BridgeProcess;
+use util::bridge::{self, BridgeProcess};
 use util::seed::{Cloud, Walkthrough};
 
 /// The seed's Event Grid permissions: the bridge publishes telemetry and receives commands;
@@ -33,7 +33,7 @@ topic read factory/telemetry/#
 ";
 
 fn start_bridge(dir: &Dir, args: &[&str]) -> BridgeProcess {
-    BridgeProcess::start(dir, args, &[])
+    bridge::start(dir, args, &[])
 }
 
 /// `e4k bridge run --config config` with the endpoints of `remote` and `local` and the files
@@ -86,19 +86,7 @@ fn seed_yaml() -> String {
 /// Sets up the PKI and the remote broker's files: returns (remote listener config).
 fn pki_and_remote_config(d: &Dir) -> String {
     d.init_pki(&[]);
-    d.create(
-        "broker",
-        &[
-            "--profile",
-            "server",
-            "--san",
-            "localhost",
-            "--san",
-            "127.0.0.1",
-            "--bundle",
-        ],
-    )
-    .ok();
+    d.create_localhost_server("broker", &["--bundle"]).ok();
     // As the seed: `step certificate create mqttbridge ... --not-after 2400h`.
     d.create("mqttbridge", &["--not-after", "2400h"]).ok();
     d.create("mosquitto", &["--not-after", "2400h", "--bundle"])

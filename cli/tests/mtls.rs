@@ -29,19 +29,7 @@ fn wait_for_log(broker: &Mosquitto, needle: &str) {
 fn mosquitto_accepts_e4k_client_as_its_cn_and_refuses_a_foreign_ca() {
     let d = Dir::new();
     d.init_pki(&[]);
-    d.create(
-        "broker",
-        &[
-            "--profile",
-            "server",
-            "--san",
-            "localhost",
-            "--san",
-            "127.0.0.1",
-            "--bundle",
-        ],
-    )
-    .ok();
+    d.create_localhost_server("broker", &["--bundle"]).ok();
     d.create("mqttbridge", &["--bundle"]).ok();
     let foreign = Dir::new();
     foreign.init_pki(&["--name", "intruder"]);

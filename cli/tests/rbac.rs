@@ -7,10 +7,9 @@
 
 mod util;
 
-use std::time::Duration;
-
-use e4k_emulator::{Emulator, EmulatorConfig, ResourceKind, Verb};
+use e4k_emulator::{ResourceKind, Verb};
 use util::Dir;
+use util::arm::{UP, env, start, workspace};
 
 const CLIENT_ID: &str = "0d2a6b3c-1e4f-4a5b-8c9d-0e1f2a3b4c5d";
 const ASSIGNMENTS: &str = "
@@ -22,57 +21,13 @@ roleAssignments:
   - { principalId: 6f1c0a4e-0c7e-4a57-9d5f-3f1e2d7c8b90, role: subscriber, topicSpace: command }
 ";
 
-fn start() -> (tokio::runtime::Runtime, e4k_emulator::RunningEmulator) {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let emulator = runtime
-        .block_on(Emulator::start(EmulatorConfig {
-            lro_delay: Duration::from_millis(10),
-            lro_retry_after_secs: 0,
-            ..EmulatorConfig::default()
-        }))
-        .unwrap();
-    (runtime, emulator)
-}
-
-fn workspace(d: &Dir, extra: &str) {
-    let spec = d.e4k(&["eventgrid", "template"]).ok().stdout;
-    std::fs::write(d.path("eventgrid.yaml"), format!("{spec}{extra}")).unwrap();
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/bridge.yaml"),
-        d.path("bridge.yaml"),
-    )
-    .unwrap();
-}
-
-fn env(url: &str) -> [(&str, &str); 4] {
-    [
-        ("E4K_ARM_ENDPOINT", url),
-        ("E4K_ARM_TOKEN", "local"),
-        ("E4K_PASSWORD", "e4k"),
-        (
-            "AZURE_SUBSCRIPTION_ID",
-            "11111111-2222-3333-4444-555555555555",
-        ),
-    ]
-}
-
 #[test]
 fn up_assigns_roles_and_sets_up_workload_identity() {
     let (_rt, emulator) = start();
     let d = Dir::new();
     workspace(&d, ASSIGNMENTS);
     let url = emulator.base_url();
-    let args = [
-        "--output",
-        "json",
-        "up",
-        "--spec",
-        "eventgrid.yaml",
-        "--bridge",
-        "bridge.yaml",
-        "--min-poll-interval-ms",
-        "10",
-    ];
+    let args = UP;
     let first: serde_json::Value =
         serde_json::from_str(&d.e4k_env(&args, &env(&url)).ok().stdout).unwrap();
     // The seed's 12 writes and the two role assignments.

@@ -4,9 +4,9 @@
 
 mod util;
 
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::{collections::BTreeMap, path::Path};
 
-use e4k_emulator::{Emulator, EmulatorConfig};
+use util::arm::{UP, env, start, workspace};
 use util::{Dir, mode};
 
 fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -27,46 +27,12 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 
 #[test]
 fn up_twice_changes_nothing_the_second_time() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let emulator = runtime
-        .block_on(Emulator::start(EmulatorConfig {
-            lro_delay: Duration::from_millis(10),
-            lro_retry_after_secs: 0,
-            ..EmulatorConfig::default()
-        }))
-        .unwrap();
+    let (_runtime, emulator) = start();
     let d = Dir::new();
-    std::fs::write(
-        d.path("eventgrid.yaml"),
-        d.e4k(&["eventgrid", "template"]).ok().stdout,
-    )
-    .unwrap();
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/bridge.yaml"),
-        d.path("bridge.yaml"),
-    )
-    .unwrap();
+    workspace(&d, "");
     let url = emulator.base_url();
-    let env = [
-        ("E4K_ARM_ENDPOINT", url.as_str()),
-        ("E4K_ARM_TOKEN", "local"),
-        ("E4K_PASSWORD", "e4k"),
-        (
-            "AZURE_SUBSCRIPTION_ID",
-            "11111111-2222-3333-4444-555555555555",
-        ),
-    ];
-    let args = [
-        "--output",
-        "json",
-        "up",
-        "--spec",
-        "eventgrid.yaml",
-        "--bridge",
-        "bridge.yaml",
-        "--min-poll-interval-ms",
-        "10",
-    ];
+    let env = env(&url);
+    let args = UP;
     let first: serde_json::Value =
         serde_json::from_str(&d.e4k_env(&args, &env).ok().stdout).unwrap();
     assert_eq!(first["arm_writes"], 12);

@@ -11,18 +11,16 @@ use e4k_emulator::{
     Emulator, EmulatorConfig, Verb,
     spec::{Direction, Spec as OpenApi},
 };
-use e4k_provisioning::{
-    certs::{self, InitOptions, KeyProtection, KeyType, NotAfter},
-    eventgrid::{
-        apply::{self, ApplyOptions},
-        arm::{ArmClient, ArmConfig},
-        credential::StaticToken,
-        model::{self, Desired, ResourceKind},
-        plan::{self, Action},
-        spec::Spec,
-        validate::{ValidateOptions, validate},
-    },
+use e4k_provisioning::eventgrid::{
+    apply::{self, ApplyOptions},
+    arm::{ArmClient, ArmConfig},
+    credential::StaticToken,
+    model::{self, Desired, ResourceKind},
+    plan::{self, Action},
+    spec::Spec,
+    validate::{ValidateOptions, validate},
 };
+use e4k_tests::eventgrid::pki_dir;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -33,22 +31,6 @@ namespace:
   create: { location: westeurope }
   mqtt:
 ";
-
-/// A directory with `pki/` made by `e4k certs init`.
-fn pki_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    certs::init(&InitOptions {
-        dir: dir.path().join("pki"),
-        name: "jwt".into(),
-        key_type: KeyType::EcP256,
-        root_not_after: NotAfter::parse("10y").unwrap(),
-        intermediate_not_after: NotAfter::parse("10y").unwrap(),
-        protection: KeyProtection::Plaintext,
-        force: false,
-    })
-    .unwrap();
-    dir
-}
 
 /// The JWT settings with a file certificate and the root CA inline.
 fn jwt(dir: &Path, issuer: &str) -> String {
@@ -81,7 +63,7 @@ fn desired(dir: &Path, text: &str) -> Desired {
 
 #[tokio::test]
 async fn custom_jwt_settings_are_rendered_planned_and_applied() {
-    let dir = pki_dir();
+    let dir = pki_dir("jwt");
     let wanted = desired(
         dir.path(),
         &format!("{BASE}{}", jwt(dir.path(), "https://issuer.example.com/")),
@@ -207,7 +189,7 @@ async fn custom_jwt_settings_are_rendered_planned_and_applied() {
 
 #[test]
 fn custom_jwt_needs_a_preview_api_version_and_valid_settings() {
-    let dir = pki_dir();
+    let dir = pki_dir("jwt");
     let d = dir.path();
     let good = jwt(d, "https://issuer.example.com/");
     assert_eq!(

@@ -5,33 +5,18 @@
 use std::path::Path;
 
 use e4k_provisioning::{
-    certs::{self, InitOptions, KeyProtection, KeyType, NotAfter},
+    certs::{self, KeyProtection, KeyType, NotAfter},
     eventgrid::{
         spec::Spec,
         validate::{BridgeSessions, Severity, ValidateOptions, validate},
     },
 };
+use e4k_tests::eventgrid::pki_dir;
 
 const SEED: &str = include_str!("../../templates/eventgrid.yaml");
 
 fn env(name: &str) -> Option<String> {
     (name == "AZURE_SUBSCRIPTION_ID").then(|| "00000000-0000-0000-0000-000000000000".to_owned())
-}
-
-/// A directory with `pki/` made by `e4k certs init`.
-fn pki_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    certs::init(&InitOptions {
-        dir: dir.path().join("pki"),
-        name: "e4k".into(),
-        key_type: KeyType::EcP256,
-        root_not_after: NotAfter::parse("10y").unwrap(),
-        intermediate_not_after: NotAfter::parse("10y").unwrap(),
-        protection: KeyProtection::Plaintext,
-        force: false,
-    })
-    .unwrap();
-    dir
 }
 
 fn parse(text: &str) -> Spec {
@@ -48,7 +33,7 @@ fn problems_in(dir: &Path, text: &str, options: &ValidateOptions) -> Vec<String>
 
 /// The seed spec with `edit` applied to its text.
 fn seed_with(edit: impl Fn(&str) -> String) -> Vec<String> {
-    let dir = pki_dir();
+    let dir = pki_dir("e4k");
     problems_in(dir.path(), &edit(SEED), &ValidateOptions::default())
 }
 
@@ -261,7 +246,7 @@ fn quotas() {
     let cas: String = (0..11)
         .map(|i| format!("  - {{name: ca{i:02}, file: pki/certs/root_ca.crt}}\n"))
         .collect();
-    let dir = pki_dir();
+    let dir = pki_dir("e4k");
     let found = problems_in(
         dir.path(),
         &format!("{BASE}caCertificates:\n{cas}"),
@@ -275,7 +260,7 @@ fn quotas() {
 
 #[test]
 fn certificate_files_must_be_ca_certificates() {
-    let dir = pki_dir();
+    let dir = pki_dir("e4k");
     // A leaf, signed by the intermediate.
     let ca = certs::CertificateAuthority::load(
         &dir.path().join("pki/certs/intermediate_ca.crt"),
@@ -362,7 +347,7 @@ fn mqtt_settings_and_api_versions() {
 
 #[test]
 fn the_bridge_needs_enough_sessions_per_authentication_name() {
-    let dir = pki_dir();
+    let dir = pki_dir("e4k");
     let options = ValidateOptions {
         bridge: Some(BridgeSessions {
             source: "bridge.yaml".into(),

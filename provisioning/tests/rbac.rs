@@ -18,11 +18,12 @@ use e4k_provisioning::eventgrid::{
     arm::{ArmClient, ArmConfig},
     credential::StaticToken,
     model::{self, Desired, ResourceKind},
-    plan::{self, Action, Plan},
+    plan::{Action, Plan},
     rbac::{self, PUBLISHER_ROLE_ID, Role, SUBSCRIBER_ROLE_ID},
     spec::Spec,
     validate::{ValidateOptions, validate},
 };
+use e4k_tests::eventgrid;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -90,16 +91,11 @@ fn arm_for(emulator: &RunningEmulator) -> Arc<ArmClient> {
 }
 
 async fn plan_for(arm: &ArmClient, desired: &Desired, prune: bool) -> Plan {
-    let current = apply::read_current(arm, desired).await.unwrap();
-    plan::plan(desired, &current, prune, Path::new("spec.yaml")).unwrap()
+    eventgrid::plan_for(arm, desired, prune, Path::new("spec.yaml")).await
 }
 
 async fn setup(arm: &Arc<ArmClient>, desired: &Desired, prune: bool) -> Plan {
-    let plan = plan_for(arm, desired, prune).await;
-    apply::apply(arm, desired, &plan, &ApplyOptions::default(), &|_| {})
-        .await
-        .unwrap();
-    plan
+    eventgrid::setup(arm, desired, prune, Path::new("spec.yaml")).await
 }
 
 fn role_changes(plan: &Plan) -> Vec<(String, Action)> {

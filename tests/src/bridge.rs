@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use e4k_bridge::config::{BridgeConfig, MqttVersion};
+use e4k_bridge::config::{self, BridgeConfig, ConfigOptions, MqttVersion, RawConfig};
 use e4k_bridge::engine::{BackoffPolicy, Readiness};
 use e4k_bridge::{Bridge, BridgeError, BridgeHandle, RunOptions};
 use tokio_util::sync::CancellationToken;
@@ -133,6 +133,11 @@ pub struct ConnectorYaml<'a> {
     /// The remote's client-certificate secret (TLS with X.509); `None` makes the remote plain
     /// TCP and anonymous.
     pub remote_secret: Option<&'a str>,
+    /// The audience of the remote's `systemAssignedManagedIdentity` authentication (TLS with
+    /// OAUTH2-JWT); when given, `remote_secret` is not used.
+    pub remote_audience: Option<&'a str>,
+    /// `logLevel`, when given.
+    pub log_level: Option<&'a str>,
     /// `metadata.annotations` of the connector.
     pub annotations: &'a [(&'a str, &'a str)],
     /// The `routes:` items, indented by 4.
@@ -149,6 +154,8 @@ impl<'a> ConnectorYaml<'a> {
             protocol: MqttVersion::V5,
             instances: 1,
             remote_secret: Some("bridge-client-cert"),
+            remote_audience: None,
+            log_level: None,
             annotations: &[],
             routes,
         }
@@ -162,6 +169,8 @@ impl<'a> ConnectorYaml<'a> {
             protocol,
             instances,
             remote_secret,
+            remote_audience,
+            log_level,
             annotations,
             routes,
         } = self;
@@ -175,14 +184,23 @@ impl<'a> ConnectorYaml<'a> {
                 .collect();
             format!("  annotations:\n{lines}")
         };
-        let remote = match remote_secret {
-            Some(secret) => format!(
+        let log_level =
+            log_level.map_or_else(String::new, |level| format!("  logLevel: {level}\n"));
+        let remote = match (remote_audience, remote_secret) {
+            (Some(audience), _) => format!(
+                "    endpoint: placeholder:8883\n    tls:\n      tlsEnabled: true\n    \
+                 authentication:\n      systemAssignedManagedIdentity:\n        \
+                 audience: {audience}\n"
+            ),
+            (None, Some(secret)) => format!(
                 "    endpoint: placeholder:8883\n    tls:\n      tlsEnabled: true\n    \
                  authentication:\n      x509:\n        clientK8sSecret: {secret}\n"
             ),
-            None => "    endpoint: placeholder:1883\n    tls:\n      tlsEnabled: false\n    \
+            (None, None) => {
+                "    endpoint: placeholder:1883\n    tls:\n      tlsEnabled: false\n    \
                      authentication:\n      basic:\n        anonymous: true\n"
-                .to_owned(),
+                    .to_owned()
+            }
         };
         format!(
             "apiVersion: az-edge.com/v1alpha4
@@ -193,7 +211,7 @@ metadata:
   protocol: {protocol}
   bridgeInstances: {instances}
   clientIdPrefix: {prefix}
-  remoteBrokerConnection:
+{log_level}  remoteBrokerConnection:
 {remote}  localBrokerConnection:
     endpoint: placeholder:1883
     authentication:
@@ -233,4 +251,23 @@ pub fn metric(text: &str, prefix: &str) -> f64 {
         .filter(|line| line.starts_with(prefix))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Parses `yaml` and resolves it with `options`; panics with the report when it is invalid.
+pub fn resolve(yaml: &str, options: &ConfigOptions) -> Vec<BridgeConfig> {
+    let raw = RawConfig::parse_str(yaml).expect("test config YAML");
+    match config::resolve(&raw, options) {
+        Ok(resolved) => resolved.bridges,
+        Err(report) => panic!("invalid test config:\n{report}"),
+    }
+}
+
+/// Options for brokers on loopback: the remote at `remote_endpoint`, the local broker at
+/// 127.0.0.1:`local_port`, files not checked (the tests write them as they go).
+pub fn loopback_options(remote_endpoint: String, local_port: u16) -> ConfigOptions {
+    let mut options = ConfigOptions::default();
+    options.remote_endpoint = Some(remote_endpoint);
+    options.local_endpoint = Some(format!("127.0.0.1:{local_port}"));
+    options.check_files = false;
+    options
 }

@@ -1,4 +1,4 @@
-//! Fixtures of the bridge fault tests (`tests/tests/bridge_faults.rs`,
+//! Fixtures of the bridge fault tests (`tests/tests/bridge_faults/`,
 //! `cli/tests/bridge_faults.rs`): a PKI with the bridge's client-certificate secret, the
 //! mosquitto lines of a TLS remote broker standing in for Event Grid (optionally persistent),
 //! of a local broker that queues without limit, and a graceful broker stop.
@@ -10,12 +10,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use e4k_provisioning::certs::{
-    self, CertificateAuthority, InitOptions, KeyFormat, KeyProtection, KeyType, LeafOutput,
-    LeafSpec, NotAfter, PkiLayout, Profile, San,
-};
-
 use crate::Mosquitto;
+use crate::pki::{Pki, Validity};
 
 /// The common name of the bridge's client certificate.
 pub const BRIDGE_CN: &str = "mqttbridge";
@@ -31,105 +27,41 @@ fn other(error: impl std::fmt::Display) -> io::Error {
     io::Error::other(error.to_string())
 }
 
-/// A root and intermediate CA in `dir/pki`, a server certificate for localhost, the bridge's
-/// client secret in `dir/secrets/bridge-client-cert` and a test client certificate.
+/// A [`Pki`] in `dir/pki` (root and intermediate CA, a server certificate for localhost), the
+/// bridge's client secret in `dir/secrets/bridge-client-cert` and a test client certificate.
 #[derive(Debug)]
 pub struct FaultPki {
     dir: PathBuf,
-    layout: PkiLayout,
+    pki: Pki,
 }
 
 impl FaultPki {
     /// Creates everything under `dir`.
     ///
     /// # Errors
-    /// When a certificate cannot be issued or written.
+    /// When a file cannot be written.
     pub fn new(dir: &Path) -> io::Result<Self> {
         let pki = Self {
             dir: dir.to_owned(),
-            layout: PkiLayout::new(&dir.join("pki")),
+            pki: Pki::new(&dir.join("pki"), "faults"),
         };
-        certs::init(&InitOptions {
-            dir: dir.join("pki"),
-            name: "faults".into(),
-            key_type: KeyType::EcP256,
-            root_not_after: NotAfter::parse("1y").map_err(other)?,
-            intermediate_not_after: NotAfter::parse("1y").map_err(other)?,
-            protection: KeyProtection::Plaintext,
-            force: false,
-        })
-        .map_err(other)?;
-        pki.issue(
-            "localhost",
-            Profile::Server,
-            &dir.join("server.pem"),
-            &dir.join("server.key"),
-        )?;
-        pki.issue(
-            "tester",
-            Profile::Client,
-            &dir.join("tester.pem"),
-            &dir.join("tester.key"),
-        )?;
+        let (cert, key) = pki.pki.client_pem("tester");
+        let (tester_cert, tester_key) = pki.tester();
+        std::fs::write(tester_cert, cert)?;
+        std::fs::write(tester_key, key)?;
         pki.rotate_bridge_cert(BRIDGE_CN)?;
         std::fs::create_dir_all(pki.configmaps())?;
         Ok(pki)
-    }
-
-    /// Issues `cn` (leaf followed by the intermediate) to `cert` and `key`, replacing them.
-    fn issue(&self, cn: &str, profile: Profile, cert: &Path, key: &Path) -> io::Result<()> {
-        let ca = CertificateAuthority::load(
-            &self.layout.intermediate_cert,
-            &self.layout.intermediate_key,
-            None,
-            "",
-        )
-        .map_err(other)?;
-        let sans = match profile {
-            Profile::Server => vec![
-                San::parse("localhost").map_err(other)?,
-                San::parse("127.0.0.1").map_err(other)?,
-            ],
-            Profile::Client => Vec::new(),
-        };
-        let spec = LeafSpec {
-            name: cn.to_owned(),
-            sans,
-            profile,
-            key_type: KeyType::EcP256,
-            not_after: NotAfter::parse("30d").map_err(other)?,
-            key_format: KeyFormat::Pkcs8,
-            protection: KeyProtection::Plaintext,
-        };
-        let out = LeafOutput {
-            cert: cert.to_owned(),
-            key: key.to_owned(),
-            bundle: true,
-        };
-        ca.issue_to_files(&[(spec, out)], true, &|| {})
-            .map_err(other)?;
-        Ok(())
     }
 
     /// Issues a new bridge client certificate and key for `cn` into the secret, as a rotation
     /// by cert-manager would (the files are replaced).
     ///
     /// # Errors
-    /// When the certificate cannot be issued or written.
+    /// When the files cannot be written.
     pub fn rotate_bridge_cert(&self, cn: &str) -> io::Result<()> {
-        let secret = self.secrets().join(BRIDGE_SECRET);
-        std::fs::create_dir_all(&secret)?;
-        self.issue(
-            cn,
-            Profile::Client,
-            &secret.join("client_cert.pem"),
-            &secret.join("client_key.pem"),
-        )?;
-        std::fs::copy(
-            &self.layout.intermediate_cert,
-            secret.join("client_intermediate_certs.pem"),
-        )?;
-        Ok(())
+        self.pki
+            .write_client_secret(&self.secrets(), BRIDGE_SECRET, cn, Validity::Good)
     }
 
     /// The secrets directory (`--secrets-dir`).
@@ -147,7 +79,7 @@ impl FaultPki {
     /// The root CA certificate (`--remote-ca-file`, the test clients' CA).
     #[must_use]
     pub fn root(&self) -> PathBuf {
-        self.layout.root_cert.clone()
+        self.pki.root_file.clone()
     }
 
     /// The test client's certificate (with the intermediate) and key files, CN `tester`.
@@ -161,7 +93,7 @@ impl FaultPki {
     /// `persistence` when given.
     #[must_use]
     pub fn remote_listener(&self, persistence: Option<&Path>) -> String {
-        let dir = self.dir.display();
+        let dir = self.pki.dir.display();
         let persist = persistence.map_or_else(String::new, |path| {
             format!(
                 "persistence true\npersistence_location {}/\n",
@@ -214,20 +146,6 @@ pub fn terminate(broker: &mut Mosquitto) -> io::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
-}
-
-/// Resident memory of a process in KiB (`VmRSS` of `/proc/<pid>/status`), `None` if unknown.
-#[must_use]
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// What [`publish_sequence`] did.

@@ -1,16 +1,27 @@
 //! End-to-end tests across e4k crates, against real peers (mosquitto, openssl).
 //!
-//! The tests live in `tests/tests/`; this library holds the fixtures they and `cli/tests/`
-//! share: [`Mosquitto`], a real broker on a free loopback port, stopped on drop, and
-//! [`proxy::TcpProxy`], a TCP proxy that can blackhole or cut traffic for fault tests.
+//! The tests live in `tests/tests/`; this library holds the fixtures they, `bridge/tests/`,
+//! `cli/tests/`, `provisioning/tests/` and the benchmarks share: [`Mosquitto`], a real broker on a
+//! free loopback port, stopped on drop; a test PKI ([`pki`], [`faults::FaultPki`]), the brokers of
+//! the engine tests ([`env`](mod@env)) and their MQTT client ([`client`]); sequence numbers
+//! published, received and tallied ([`sequence`]); [`proxy::TcpProxy`], a TCP proxy that can
+//! blackhole or cut traffic for fault tests, and a scripted misbehaving broker ([`scripted`]); the
+//! bridge in-process ([`bridge`]) and as an `e4k bridge run` process ([`process`]); Event Grid
+//! provisioning through ARM ([`eventgrid`], [`seed`]).
 
+pub mod bench;
 pub mod bridge;
+pub mod client;
+pub mod env;
+pub mod eventgrid;
 pub mod faults;
 pub mod measure;
+pub mod pki;
 pub mod process;
 pub mod proxy;
 pub mod scripted;
 pub mod seed;
+pub mod sequence;
 
 use std::{
     io,

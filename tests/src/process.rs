@@ -1,14 +1,17 @@
 //! Fixtures of the tests that run processes (the `e4k` binary, `mosquitto_sub`): a child
-//! killed on drop, `GET /readyz`, polling waits, signals, and a subscriber that counts the
-//! sequence numbers it receives.
+//! killed on drop, a running `e4k bridge run` with its log, `GET /readyz`, polling waits,
+//! signals, and a subscriber that counts the sequence numbers it receives.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The missing numbers as ranges, for failure messages.
+pub use crate::sequence::ranges;
 
 /// A child process killed (SIGKILL) on drop.
 #[derive(Debug)]
@@ -80,7 +83,7 @@ pub fn signal(pid: u32, signal: &str) {
 #[derive(Debug, Default)]
 pub struct Counts {
     /// How often each sequence number arrived.
-    pub seen: Vec<u32>,
+    pub seen: crate::sequence::Counts,
     /// Lines that were not numbers (probes).
     pub other: u64,
 }
@@ -146,12 +149,7 @@ impl SeqSubscriber {
                 let Ok(line) = line else { break };
                 let mut counts = sink.lock().unwrap();
                 match line.trim().parse::<usize>() {
-                    Ok(n) => {
-                        if counts.seen.len() <= n {
-                            counts.seen.resize(n + 1, 0);
-                        }
-                        counts.seen[n] += 1;
-                    }
+                    Ok(n) => counts.seen.record(n),
                     Err(_) => counts.other += 1,
                 }
             }
@@ -171,19 +169,8 @@ impl SeqSubscriber {
     /// The numbers below `n` not received, and how many numbers arrived in all.
     #[must_use]
     pub fn tally(&self, n: u64) -> (Vec<u64>, u64) {
-        let counts = self.counts.lock().unwrap();
-        let missing = (0..n)
-            .filter(|&i| {
-                usize::try_from(i)
-                    .ok()
-                    .and_then(|i| counts.seen.get(i))
-                    .copied()
-                    .unwrap_or(0)
-                    == 0
-            })
-            .collect();
-        let received = counts.seen.iter().map(|&c| u64::from(c)).sum();
-        (missing, received)
+        let tally = self.counts.lock().unwrap().seen.tally(n);
+        (tally.missing, tally.received + tally.unexpected)
     }
 
     /// Waits up to `timeout` until every number below `n` arrived, or nothing arrived for
@@ -211,20 +198,121 @@ impl SeqSubscriber {
     }
 }
 
-/// `missing` as ranges, `a..b` (at most 10), for failure messages.
-#[must_use]
-pub fn ranges(missing: &[u64]) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < missing.len() && out.len() < 10 {
-        let start = missing[i];
-        let mut end = start;
-        while i + 1 < missing.len() && missing[i + 1] == end + 1 {
-            i += 1;
-            end = missing[i];
+/// A running `e4k bridge run`, killed on drop if still running.
+pub struct BridgeProcess {
+    child: Child,
+    log: PathBuf,
+    stdout: PathBuf,
+}
+
+impl BridgeProcess {
+    /// `binary bridge run ARGS` (the `e4k` binary) in `dir`, its stderr in `dir/NAME.log` and
+    /// its stdout in `dir/NAME.stdout`, with `env` added to an environment without
+    /// `RUST_LOG`, `E4K_INSTANCE_INDEX` and `E4K_CREDENTIAL`. Global flags (`-vvv`,
+    /// `--output json`) may be among `args`.
+    #[must_use]
+    pub fn start(
+        binary: &Path,
+        dir: &Path,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let log = dir.join(format!("{name}.log"));
+        let stdout = dir.join(format!("{name}.stdout"));
+        let mut command = Command::new(binary);
+        command
+            .arg("bridge")
+            .arg("run")
+            .args(args)
+            .current_dir(dir)
+            .env_remove("RUST_LOG")
+            .env_remove("E4K_INSTANCE_INDEX")
+            .env_remove("E4K_CREDENTIAL")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).expect("bridge stdout file"))
+            .stderr(std::fs::File::create(&log).expect("bridge log file"));
+        for (name, value) in env {
+            command.env(name, value);
         }
-        out.push(format!("{start}..={end}"));
-        i += 1;
+        let child = command.spawn().expect("start e4k bridge run");
+        BridgeProcess { child, log, stdout }
     }
-    out.join(", ")
+
+    /// Its stderr so far.
+    #[must_use]
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its stdout so far.
+    #[must_use]
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// The lines of the log that contain `needle`.
+    #[must_use]
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// SIGKILL (no drain, no DISCONNECT: the kernel closes the sockets), and waits for the
+    /// exit.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill -9 the bridge");
+        self.child.wait().expect("wait for the bridge");
+    }
+
+    /// Sends SIGTERM and waits (up to 10 s) for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the bridge") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bridge did not exit after SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// SIGTERM, then: exit 0, no panic, "bridge stopped" logged. Returns the log.
+    #[track_caller]
+    pub fn stop_cleanly(&mut self) -> String {
+        let status = self.terminate();
+        let log = self.log();
+        assert!(status.success(), "exit {status:?}:\n{log}");
+        assert!(!log.contains("panicked"), "{log}");
+        assert!(log.contains("bridge stopped"), "{log}");
+        // stderr is a file here, not a terminal: no colour codes.
+        assert!(
+            !log.contains('\u{1b}'),
+            "ANSI escape codes in the log:\n{log}"
+        );
+        if std::env::var_os("E4K_SHOW_LOG").is_some() {
+            eprintln!("{log}");
+        }
+        log
+    }
+}
+
+impl Drop for BridgeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

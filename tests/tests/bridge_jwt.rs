@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
-use e4k_bridge::config::{self, Authentication, BridgeConfig, ConfigOptions, RawConfig};
+use e4k_bridge::config::{Authentication, BridgeConfig};
 use e4k_bridge::engine::EntraCredential;
 use e4k_tests::Mosquitto;
-use e4k_tests::bridge::{ConnectorYaml, Running};
+use e4k_tests::bridge::{ConnectorYaml, Running, loopback_options, resolve};
 use e4k_tests::scripted::{ConnScript, Script, ScriptedBroker};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -107,12 +107,10 @@ fn config(local: u16, remote: u16, authentication: Authentication) -> Vec<Bridge
         ..ConnectorYaml::new("jwt", routes)
     }
     .render();
-    let raw = RawConfig::parse_str(&yaml).unwrap();
-    let mut options = ConfigOptions::default();
-    options.remote_endpoint = Some(format!("127.0.0.1:{remote}"));
-    options.local_endpoint = Some(format!("127.0.0.1:{local}"));
-    options.check_files = false;
-    let mut bridges = config::resolve(&raw, &options).unwrap().bridges;
+    let mut bridges = resolve(
+        &yaml,
+        &loopback_options(format!("127.0.0.1:{remote}"), local),
+    );
     bridges[0].remote.authentication = authentication;
     bridges
 }

@@ -12,17 +12,17 @@ use e4k_emulator::{
 };
 use e4k_provisioning::{
     Error,
-    certs::{self, InitOptions, KeyProtection, KeyType, NotAfter},
     eventgrid::{
         apply::{self, ApplyOptions},
         arm::{ArmClient, ArmConfig},
         credential::StaticToken,
         model::{self, Desired, ResourceKind},
-        plan::{self, Action, Plan},
+        plan::{Action, Plan},
         spec::Spec,
         validate::{ValidateOptions, validate},
     },
 };
+use e4k_tests::eventgrid;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -30,17 +30,7 @@ const TOKEN: &str = "test-token";
 
 /// A directory holding a PKI and the seed spec, edited by `edit`.
 fn workspace(edit: impl Fn(&str) -> String) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    certs::init(&InitOptions {
-        dir: dir.path().join("pki"),
-        name: "e4k".into(),
-        key_type: KeyType::EcP256,
-        root_not_after: NotAfter::parse("10y").unwrap(),
-        intermediate_not_after: NotAfter::parse("10y").unwrap(),
-        protection: KeyProtection::Plaintext,
-        force: false,
-    })
-    .unwrap();
+    let dir = eventgrid::pki_dir("e4k");
     std::fs::write(
         dir.path().join("eventgrid.yaml"),
         edit(e4k_templates::EVENTGRID_YAML),
@@ -91,16 +81,11 @@ fn arm_for(
 }
 
 async fn plan_for(arm: &ArmClient, desired: &Desired, prune: bool) -> Plan {
-    let current = apply::read_current(arm, desired).await.unwrap();
-    plan::plan(desired, &current, prune, Path::new("eventgrid.yaml")).unwrap()
+    eventgrid::plan_for(arm, desired, prune, Path::new("eventgrid.yaml")).await
 }
 
 async fn setup(arm: &Arc<ArmClient>, desired: &Desired, prune: bool) -> Plan {
-    let plan = plan_for(arm, desired, prune).await;
-    apply::apply(arm, desired, &plan, &ApplyOptions::default(), &|_| {})
-        .await
-        .unwrap();
-    plan
+    eventgrid::setup(arm, desired, prune, Path::new("eventgrid.yaml")).await
 }
 
 fn names(list: &[Value]) -> Vec<String> {

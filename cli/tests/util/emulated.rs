@@ -26,16 +26,21 @@ pub struct EventGrid {
 }
 
 impl EventGrid {
+    /// The emulator's configuration: fast LROs, the MQTT data plane on `localhost`.
+    pub fn config() -> EmulatorConfig {
+        EmulatorConfig {
+            lro_delay: Duration::from_millis(10),
+            lro_retry_after_secs: 0,
+            mqtt_hostname: "localhost".into(),
+            mqtt: Some(MqttConfig::default()),
+            ..EmulatorConfig::default()
+        }
+    }
+
     pub fn start() -> Self {
         let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
         let emulator = runtime
-            .block_on(Emulator::start(EmulatorConfig {
-                lro_delay: Duration::from_millis(10),
-                lro_retry_after_secs: 0,
-                mqtt_hostname: "localhost".into(),
-                mqtt: Some(MqttConfig::default()),
-                ..EmulatorConfig::default()
-            }))
+            .block_on(Emulator::start(Self::config()))
             .expect("the emulator starts (is mosquitto installed?)");
         Self {
             emulator: Some(emulator),
@@ -106,23 +111,41 @@ impl EventGrid {
         );
     }
 
+    /// The seed's [`workspace`] and namespace with CUSTOM-JWT authentication for a new
+    /// identity provider, which it returns; `extra` is appended to the spec.
+    #[track_caller]
+    pub fn setup_custom_jwt(&self, d: &Dir, extra: &str) -> TokenIssuer {
+        workspace(d);
+        let idp = TokenIssuer::new("https://idp.e4k.test/").expect("token issuer");
+        self.setup(d, &seed_spec(&custom_jwt(d, &idp), extra));
+        idp
+    }
+
     /// The arguments of `e4k bridge run` for `bridge.yaml` in the test directory, between the
     /// emulator and the factory broker on `local_port`, `/readyz` on `metrics_port`.
     pub fn bridge_args(&self, local_port: u16, metrics_port: u16) -> Vec<String> {
-        [
-            "--config".to_owned(),
-            "bridge.yaml".to_owned(),
-            "--remote-endpoint".to_owned(),
-            self.endpoint(),
-            "--local-endpoint".to_owned(),
-            format!("127.0.0.1:{local_port}"),
-            "--remote-ca-file".to_owned(),
-            self.ca().display().to_string(),
-            "--metrics-listen".to_owned(),
-            format!("127.0.0.1:{metrics_port}"),
-        ]
-        .to_vec()
+        bridge_args(self.emulator(), local_port, metrics_port)
     }
+}
+
+/// The arguments of `e4k bridge run` for `bridge.yaml` in the test directory, between
+/// `emulator` and the factory broker on `local_port`, `/readyz` on `metrics_port`.
+pub fn bridge_args(emulator: &RunningEmulator, local_port: u16, metrics_port: u16) -> Vec<String> {
+    let mqtt = emulator.mqtt_addr().expect("MQTT data plane");
+    let ca = emulator.mqtt_ca_pem_path().expect("MQTT data plane");
+    [
+        "--config".to_owned(),
+        "bridge.yaml".to_owned(),
+        "--remote-endpoint".to_owned(),
+        format!("localhost:{}", mqtt.port()),
+        "--local-endpoint".to_owned(),
+        format!("127.0.0.1:{local_port}"),
+        "--remote-ca-file".to_owned(),
+        ca.display().to_string(),
+        "--metrics-listen".to_owned(),
+        format!("127.0.0.1:{metrics_port}"),
+    ]
+    .to_vec()
 }
 
 impl Drop for EventGrid {

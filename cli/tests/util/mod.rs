@@ -2,6 +2,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod arm;
 pub mod bridge;
 pub mod emulated;
 pub mod seed;
@@ -115,6 +116,20 @@ impl Dir {
         ];
         args.extend_from_slice(extra);
         self.e4k_env(&args, &[("E4K_PASSWORD", "e4k")])
+    }
+
+    /// [`create`](Dir::create) with the server profile for `localhost` and `127.0.0.1`.
+    pub fn create_localhost_server(&self, name: &str, extra: &[&str]) -> Run {
+        let mut args = vec![
+            "--profile",
+            "server",
+            "--san",
+            "localhost",
+            "--san",
+            "127.0.0.1",
+        ];
+        args.extend_from_slice(extra);
+        self.create(name, &args)
     }
 
     pub fn read(&self, name: &str) -> Vec<u8> {
