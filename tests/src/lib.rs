@@ -23,11 +23,7 @@ pub mod scripted;
 pub mod seed;
 pub mod sequence;
 
-use std::{
-    io,
-    net::TcpListener,
-    path::{Path, PathBuf},
-};
+use std::{io, net::TcpListener, path::PathBuf};
 
 /// A mosquitto broker run for one test, on 127.0.0.1 and a port of its own.
 #[derive(Debug)]
@@ -142,10 +138,5 @@ pub fn env_usize(name: &str, default: usize) -> usize {
 /// not on a normal user's `PATH`).
 #[must_use]
 pub fn mosquitto_binary() -> PathBuf {
-    let sbin = Path::new("/usr/sbin/mosquitto");
-    if sbin.exists() {
-        sbin.to_owned()
-    } else {
-        PathBuf::from("mosquitto")
-    }
+    e4k_emulator::mosquitto::default_binary()
 }

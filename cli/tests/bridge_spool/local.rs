@@ -14,6 +14,25 @@ use e4k_tests::proxy::{Mode, TcpProxy};
 
 use super::{LOCAL_DEFAULTS, Rig, WAIT, remote_lines, remote_pub};
 
+/// Publishes a probe on the remote's `commands/probe` until `probes` counts one at the
+/// local end.
+fn probe_commands(rig: &Rig, probes: impl Fn() -> u64) {
+    let deadline = Instant::now() + WAIT;
+    while probes() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no probe arrived:\n{}",
+            rig.log(1)
+        );
+        let status = remote_pub(rig)
+            .args(["-q", "1", "-t", "commands/probe", "-m", "probe"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// Commands flow from the remote (200 msg/s, a remote queue of 100 like Event Grid's offline
 /// queue) while the local broker (its defaults plus persistence, as Debian installs it) is
 /// down for 8 s. Returns what the local subscriber missed and the bridge's metrics.
@@ -48,20 +67,7 @@ fn local_restart(name: &str, spool: bool) -> (Vec<u64>, u64, String, String) {
     wait_until("/readyz", WAIT, || readyz(rig.metrics_port) == Some(200));
     let sub_id = format!("{name}-cmd-sub");
     let local_sub = SeqSubscriber::plain(port, &sub_id, &["commands/seq", "commands/probe"]);
-    let deadline = Instant::now() + WAIT;
-    while local_sub.probes() == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "no probe arrived:\n{}",
-            rig.log(1)
-        );
-        let status = remote_pub(&rig)
-            .args(["-q", "1", "-t", "commands/probe", "-m", "probe"])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    probe_commands(&rig, || local_sub.probes());
     let n = 4_000;
     let publisher = remote_lines(&rig, &format!("{name}-cmd-pub"), "commands/seq", (n, 2), 0);
     std::thread::sleep(Duration::from_secs(5));
@@ -236,20 +242,7 @@ fn backlog_to_slow_consumer(name: &str, drain_rate: &str) -> (Vec<u64>, u64, Str
         "commands/#",
         2_000.0,
     );
-    let deadline = Instant::now() + WAIT;
-    while consumer.probes() == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "no probe arrived:\n{}",
-            rig.log(1)
-        );
-        let status = remote_pub(&rig)
-            .args(["-q", "1", "-t", "commands/probe", "-m", "probe"])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    probe_commands(&rig, || consumer.probes());
     let n = 300 * 16;
     let publisher = remote_lines(
         &rig,
