@@ -115,7 +115,7 @@ impl SeqSubscriber {
             .arg(cert)
             .arg("--key")
             .arg(key);
-        Self::spawn(command, client_id, topics)
+        Self::spawn(command, client_id, topics, None)
     }
 
     /// Subscribes `topics` on the plain broker at 127.0.0.1:`port` as `client_id`.
@@ -123,10 +123,26 @@ impl SeqSubscriber {
     pub fn plain(port: u16, client_id: &str, topics: &[&str]) -> SeqSubscriber {
         let mut command = Command::new("mosquitto_sub");
         command.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
-        Self::spawn(command, client_id, topics)
+        Self::spawn(command, client_id, topics, None)
     }
 
-    fn spawn(mut command: Command, client_id: &str, topics: &[&str]) -> SeqSubscriber {
+    /// [`SeqSubscriber::plain`] whose output is read at most `per_sec` lines a second: once
+    /// the pipe is full (a few dozen messages of 1 KiB) mosquitto_sub stops reading its
+    /// socket and acknowledging, so it is a consumer slower than its broker.
+    #[must_use]
+    pub fn plain_paced(port: u16, client_id: &str, topics: &[&str], per_sec: f64) -> SeqSubscriber {
+        let mut command = Command::new("mosquitto_sub");
+        command.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+        let interval = Duration::from_secs_f64(1.0 / per_sec);
+        Self::spawn(command, client_id, topics, Some(interval))
+    }
+
+    fn spawn(
+        mut command: Command,
+        client_id: &str,
+        topics: &[&str],
+        interval: Option<Duration>,
+    ) -> SeqSubscriber {
         command.args([
             "-i", client_id, "-c", "-x", "3600", "-q", "1", "-V", "mqttv5",
         ]);
@@ -145,12 +161,19 @@ impl SeqSubscriber {
         let sink = Arc::clone(&counts);
         let stdout = process.0.stdout.take().expect("stdout");
         std::thread::spawn(move || {
+            let mut next = Instant::now();
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                let mut counts = sink.lock().unwrap();
-                match line.trim().parse::<usize>() {
-                    Ok(n) => counts.seen.record(n),
-                    Err(_) => counts.other += 1,
+                {
+                    let mut counts = sink.lock().unwrap();
+                    match line.trim().parse::<usize>() {
+                        Ok(n) => counts.seen.record(n),
+                        Err(_) => counts.other += 1,
+                    }
+                }
+                if let Some(interval) = interval {
+                    next = next.max(Instant::now()) + interval;
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
                 }
             }
         });

@@ -1,15 +1,12 @@
 //! The local broker as the destination: restarted while commands flow from the remote, and
 //! a backlog drained toward a consumer that reads slower than the broker takes messages.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e4k_tests::Mosquitto;
 use e4k_tests::bridge::metric;
 use e4k_tests::faults;
-use e4k_tests::process::{Process, SeqSubscriber, ranges, readyz, signal, wait_until};
+use e4k_tests::process::{SeqSubscriber, ranges, readyz, signal, wait_until};
 use e4k_tests::proxy::{Mode, TcpProxy};
 
 use super::{LOCAL_DEFAULTS, Rig, WAIT, remote_lines, remote_pub};
@@ -122,99 +119,6 @@ fn a_local_broker_restart_while_commands_flow_loses_nothing_and_keeps_the_remote
     );
 }
 
-/// `mosquitto_sub` on the local broker (a persistent QoS 1 session) whose output is read at
-/// most `per_sec` lines a second: with 1 KiB messages the pipe holds a few dozen, then
-/// mosquitto_sub stops reading its socket and acknowledging, so the broker (at its defaults)
-/// keeps 20 messages in flight toward it, queues 1,000 more and drops what comes beyond —
-/// a consumer that reads slower than the broker takes messages.
-struct SlowConsumer {
-    _process: Process,
-    seen: Arc<Mutex<(Vec<u32>, u64)>>,
-}
-
-impl SlowConsumer {
-    fn start(port: u16, id: &str, topic: &str, per_sec: f64) -> SlowConsumer {
-        let mut process = Process(
-            Command::new("mosquitto_sub")
-                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-                .args([
-                    "-i", id, "-c", "-x", "3600", "-q", "1", "-V", "mqttv5", "-t", topic,
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        let stdout = process.0.stdout.take().unwrap();
-        let seen: Arc<Mutex<(Vec<u32>, u64)>> = Arc::default();
-        let sink = Arc::clone(&seen);
-        std::thread::spawn(move || {
-            let interval = Duration::from_secs_f64(1.0 / per_sec);
-            let mut next = Instant::now();
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                {
-                    let mut seen = sink.lock().unwrap();
-                    match line.trim().parse::<usize>() {
-                        Ok(n) => {
-                            if seen.0.len() <= n {
-                                seen.0.resize(n + 1, 0);
-                            }
-                            seen.0[n] += 1;
-                        }
-                        Err(_) => seen.1 += 1,
-                    }
-                }
-                next = next.max(Instant::now()) + interval;
-                if let Some(wait) = next.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-            }
-        });
-        SlowConsumer {
-            _process: process,
-            seen,
-        }
-    }
-
-    fn probes(&self) -> u64 {
-        self.seen.lock().unwrap().1
-    }
-
-    /// The numbers below `n` not received, how many arrived more than once, and in all.
-    fn tally(&self, n: usize) -> (Vec<u64>, u64, u64) {
-        let seen = self.seen.lock().unwrap();
-        let count = |i: usize| seen.0.get(i).copied().unwrap_or(0);
-        let missing = (0..n)
-            .filter(|&i| count(i) == 0)
-            .map(|i| i as u64)
-            .collect();
-        let duplicates = (0..n).map(|i| u64::from(count(i).saturating_sub(1))).sum();
-        let received = seen.0.iter().map(|&c| u64::from(c)).sum();
-        (missing, duplicates, received)
-    }
-
-    /// Waits until every number below `n` arrived, or nothing arrived for 5 s.
-    fn settle(&self, n: usize, timeout: Duration) -> (Vec<u64>, u64) {
-        let deadline = Instant::now() + timeout;
-        let mut last = (u64::MAX, Instant::now());
-        loop {
-            let (missing, duplicates, received) = self.tally(n);
-            if missing.is_empty()
-                || Instant::now() > deadline
-                || (received == last.0 && last.1.elapsed() > Duration::from_secs(5))
-            {
-                return (missing, duplicates);
-            }
-            if received != last.0 {
-                last = (received, Instant::now());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
 /// 300 commands/s from the remote while the local broker (its defaults) is stopped for 10 s
 /// (SIGSTOP: the bridge spools about 3,000); then the backlog drains toward a consumer that
 /// reads 2,000 msg/s. Returns what the consumer missed, its duplicates and the bridge's log.
@@ -236,21 +140,15 @@ fn backlog_to_slow_consumer(name: &str, drain_rate: &str) -> (Vec<u64>, u64, Str
         ],
     );
     wait_until("/readyz", WAIT, || readyz(rig.metrics_port) == Some(200));
-    let consumer = SlowConsumer::start(
+    let consumer = SeqSubscriber::plain_paced(
         rig.local.port(),
         &format!("{name}-slow"),
-        "commands/#",
+        &["commands/#"],
         2_000.0,
     );
     probe_commands(&rig, || consumer.probes());
-    let n = 300 * 16;
-    let publisher = remote_lines(
-        &rig,
-        &format!("{name}-pub"),
-        "commands/seq",
-        (n as u64, 3),
-        1024,
-    );
+    let n: u64 = 300 * 16;
+    let publisher = remote_lines(&rig, &format!("{name}-pub"), "commands/seq", (n, 3), 1024);
     std::thread::sleep(Duration::from_secs(3));
     signal(rig.local.pid(), "STOP");
     std::thread::sleep(Duration::from_secs(10));
