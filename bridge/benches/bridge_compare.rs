@@ -82,6 +82,17 @@ impl System {
             System::Mosquitto => "local → mosquitto bridge → remote",
         }
     }
+
+    /// The name `E4K_BENCH_SYSTEMS` selects it by.
+    fn key(self) -> &'static str {
+        match self {
+            System::Direct => "direct",
+            System::E4k => "e4k",
+            System::E4kProcess => "process",
+            System::E4kBaseline => "baseline",
+            System::Mosquitto => "mosquitto",
+        }
+    }
 }
 
 /// The three ways into the remote, kept up for the whole run.
@@ -180,6 +191,11 @@ impl Setup {
             systems.push(System::E4kBaseline);
         }
         systems.push(System::Mosquitto);
+        // E4K_BENCH_SYSTEMS=direct,e4k,process,baseline,mosquitto keeps only the named ones
+        // (for profiling one path); all by default.
+        if let Ok(only) = std::env::var("E4K_BENCH_SYSTEMS") {
+            systems.retain(|system| only.split(',').any(|name| name.trim() == system.key()));
+        }
         systems
     }
 
@@ -536,7 +552,8 @@ fn main() {
     }
 
     println!("\n### Peak RSS of `e4k bridge run` while a backlog drains\n");
-    match release_e4k() {
+    match release_e4k().filter(|_| backlog > 0) {
+        None if backlog == 0 => println!("not measured: E4K_BENCH_BACKLOG=0"),
         None => println!(
             "not measured: no target/release/e4k (run `cargo build --release -p e4k` first)"
         ),

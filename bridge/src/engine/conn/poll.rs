@@ -64,6 +64,9 @@ pub(super) const MAX_PAUSE: Duration = Duration::from_millis(100);
 
 /// Waits while the gate is over the pause limit. Returns false when stopping.
 pub(super) async fn pause_while_full(gate: &Gate, window: u16, stop: &CancellationToken) -> bool {
+    if gate.unsettled() < pause_limit(window) {
+        return true;
+    }
     let deadline = tokio::time::Instant::now() + MAX_PAUSE;
     while gate.unsettled() >= pause_limit(window) {
         tokio::select! {
@@ -86,6 +89,9 @@ pub(crate) async fn run_poll(mut eventloop: EventLoop, mut ctx: PollCtx) {
     let mut over_window_warned = false;
     let mut stall_warned = false;
     let mut wakes = AckerWakes::default();
+    // One waiter on the stop token for the whole task, not one registered and dropped per event.
+    let stopped = ctx.stop.clone().cancelled_owned();
+    tokio::pin!(stopped);
     loop {
         // The events of one network read are handled before the ackers they concern are
         // woken, so that an acker sends a batch of acknowledgements rather than one at a time.
@@ -109,7 +115,7 @@ pub(crate) async fn run_poll(mut eventloop: EventLoop, mut ctx: PollCtx) {
         }
         let event = tokio::select! {
             biased;
-            () = ctx.stop.cancelled() => break,
+            () = &mut stopped => break,
             event = eventloop.poll() => event,
         };
         let mut force_reconnect = None;

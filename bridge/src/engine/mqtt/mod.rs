@@ -19,6 +19,7 @@ use rumqttc_next::mqttbytes::v5::{AuthProperties, Publish, PublishProperties, Su
 use super::describe;
 use super::forward::Limits;
 
+mod cork;
 mod events;
 
 use self::events::{v3_event, v3_qos, v5_event};
@@ -69,7 +70,10 @@ pub(crate) fn v5_options(
         .set_ack_mode(rumqttc_next::AckMode::Manual)
         .set_outgoing_inflight_upper_limit(window.max(1))
         .set_receive_maximum(Some(window.max(1)))
-        .set_max_request_batch(REQUEST_BATCH);
+        .set_max_request_batch(REQUEST_BATCH)
+        // Coalesces the client's flushes (one per PUBACK otherwise) until it waits: see
+        // `cork`. Its TCP options are the engine's own (TCP_NODELAY), not `NetworkOptions`.
+        .set_socket_connector(|host, _network| cork::connect(host));
     let store = NothingInFlight {
         clean_start: options.clean_start(),
         inflight: options.get_outgoing_inflight_upper_limit(),
