@@ -6,7 +6,6 @@
 use std::{
     io,
     path::{Path, PathBuf},
-    process::Command,
     time::{Duration, Instant},
 };
 
@@ -133,19 +132,11 @@ pub fn local_listener(persistence: Option<&Path>) -> String {
 /// # Errors
 /// When the signal cannot be sent or the broker does not exit within 10 s.
 pub fn terminate(broker: &mut Mosquitto) -> io::Result<()> {
-    let pid = broker.child.id().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status()?;
-    if !status.success() {
-        return Err(other(format!("kill -TERM {pid} failed")));
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while broker.child.try_wait()?.is_none() {
-        if Instant::now() > deadline {
-            return Err(other("mosquitto did not exit within 10 s of SIGTERM"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
+    broker
+        .child
+        .terminate(Duration::from_secs(10))
+        .map(drop)
+        .map_err(crate::emulator_error)
 }
 
 /// What [`publish_sequence`] did.

@@ -85,15 +85,7 @@ impl Mosquitto {
             port,
             Some(&log),
         )
-        .map_err(|error| {
-            let kind = std::error::Error::source(&error)
-                .and_then(|source| source.downcast_ref::<io::Error>())
-                .map_or(io::ErrorKind::Other, io::Error::kind);
-            let source = std::error::Error::source(&error)
-                .map(|source| format!(": {source}"))
-                .unwrap_or_default();
-            io::Error::new(kind, format!("{error}{source}"))
-        })?;
+        .map_err(emulator_error)?;
         Ok(Self { child, _dir: dir })
     }
 
@@ -114,6 +106,18 @@ impl Mosquitto {
     pub fn log(&self) -> String {
         self.child.log()
     }
+}
+
+/// An error of the mosquitto primitive as an [`io::Error`] of the kind of its cause, with the
+/// cause in the message.
+fn emulator_error(error: e4k_emulator::EmulatorError) -> io::Error {
+    let kind = std::error::Error::source(&error)
+        .and_then(|source| source.downcast_ref::<io::Error>())
+        .map_or(io::ErrorKind::Other, io::Error::kind);
+    let source = std::error::Error::source(&error)
+        .map(|source| format!(": {source}"))
+        .unwrap_or_default();
+    io::Error::new(kind, format!("{error}{source}"))
 }
 
 /// A TCP port that was free a moment ago on 127.0.0.1.

@@ -224,8 +224,9 @@ impl SeqSubscriber {
 /// A running `e4k bridge run`, killed on drop if still running.
 pub struct BridgeProcess {
     child: Child,
-    log: PathBuf,
-    stdout: PathBuf,
+    /// Its stderr and stdout files; `None` when discarded.
+    log: Option<PathBuf>,
+    stdout: Option<PathBuf>,
 }
 
 impl BridgeProcess {
@@ -243,6 +244,35 @@ impl BridgeProcess {
     ) -> Self {
         let log = dir.join(format!("{name}.log"));
         let stdout = dir.join(format!("{name}.stdout"));
+        let mut process = Self::spawn(
+            binary,
+            dir,
+            args,
+            env,
+            Stdio::from(std::fs::File::create(&stdout).expect("bridge stdout file")),
+            Stdio::from(std::fs::File::create(&log).expect("bridge log file")),
+        );
+        process.log = Some(log);
+        process.stdout = Some(stdout);
+        process
+    }
+
+    /// [`BridgeProcess::start`] with its stdout and stderr discarded (benchmarks: writing the
+    /// log costs the process time); [`BridgeProcess::log`] and [`BridgeProcess::stdout`] are
+    /// empty then.
+    #[must_use]
+    pub fn start_quiet(binary: &Path, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn(binary, dir, args, env, Stdio::null(), Stdio::null())
+    }
+
+    fn spawn(
+        binary: &Path,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> Self {
         let mut command = Command::new(binary);
         command
             .arg("bridge")
@@ -253,25 +283,35 @@ impl BridgeProcess {
             .env_remove("E4K_INSTANCE_INDEX")
             .env_remove("E4K_CREDENTIAL")
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout).expect("bridge stdout file"))
-            .stderr(std::fs::File::create(&log).expect("bridge log file"));
+            .stdout(stdout)
+            .stderr(stderr);
         for (name, value) in env {
             command.env(name, value);
         }
         let child = command.spawn().expect("start e4k bridge run");
-        BridgeProcess { child, log, stdout }
+        BridgeProcess {
+            child,
+            log: None,
+            stdout: None,
+        }
+    }
+
+    /// Its process ID (benchmarks read its RSS and CPU time from `/proc`).
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Its stderr so far.
     #[must_use]
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        read_or_empty(self.log.as_deref())
     }
 
     /// Its stdout so far.
     #[must_use]
     pub fn stdout(&self) -> String {
-        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+        read_or_empty(self.stdout.as_deref())
     }
 
     /// The lines of the log that contain `needle`.
@@ -293,12 +333,7 @@ impl BridgeProcess {
 
     /// Sends SIGTERM and waits (up to 10 s) for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let killed = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(killed.success());
+        signal(self.child.id(), "TERM");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for the bridge") {
@@ -331,6 +366,12 @@ impl BridgeProcess {
         }
         log
     }
+}
+
+/// The file's text, "" when there is none (yet).
+fn read_or_empty(path: Option<&Path>) -> String {
+    path.and_then(|path| std::fs::read_to_string(path).ok())
+        .unwrap_or_default()
 }
 
 impl Drop for BridgeProcess {
