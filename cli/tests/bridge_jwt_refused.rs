@@ -16,13 +16,13 @@ use std::time::{Duration, SystemTime};
 use e4k_emulator::TokenRequest;
 use e4k_emulator::identity::EVENT_GRID_AUDIENCE;
 use e4k_tests::Mosquitto;
+use e4k_tests::process::LineSubscriber;
 use e4k_tests::process::{http_get, wait_until};
 use util::Dir;
 use util::bridge::{self, BridgeProcess};
 use util::emulated::{
     EventGrid, NAMESPACE_AUDIENCE, PRINCIPAL, jwt_bridge_yaml, seed_roles, seed_spec, workspace,
 };
-use util::seed::Subscriber;
 
 const WAIT: Duration = Duration::from_secs(20);
 /// The bridge's longest reconnect delay (`--reconnect-max`); the first is a fifth of it.
@@ -159,7 +159,7 @@ fn telemetry_reaches_cloud(grid: &EventGrid, d: &Dir, run: &Running) -> bool {
     .map(str::to_owned)
     .to_vec();
     args.extend(grid.cloud(d).args());
-    let sub = Subscriber::start(d.dir.path(), &args);
+    let sub = LineSubscriber::start(d.dir.path(), &args);
     publish_telemetry(run);
     sub.finish()
         .iter()
