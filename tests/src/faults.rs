@@ -44,10 +44,9 @@ impl FaultPki {
             dir: dir.to_owned(),
             pki: Pki::new(&dir.join("pki"), "faults"),
         };
-        let (cert, key) = pki.pki.client_pem("tester");
         let (tester_cert, tester_key) = pki.tester();
-        std::fs::write(tester_cert, cert)?;
-        std::fs::write(tester_key, key)?;
+        pki.pki
+            .write_client_pem("tester", &tester_cert, &tester_key)?;
         pki.rotate_bridge_cert(BRIDGE_CN)?;
         std::fs::create_dir_all(pki.configmaps())?;
         Ok(pki)
