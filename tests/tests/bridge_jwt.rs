@@ -125,22 +125,50 @@ async fn scripted() -> ScriptedBroker {
     .unwrap()
 }
 
+/// A bridge (not yet ready) from a local broker to the scripted remote, authenticating with
+/// Entra tokens for Event Grid from `credential`.
+struct EntraBridge {
+    _local: Mosquitto,
+    remote: ScriptedBroker,
+    credential: Arc<FakeCredential>,
+    configs: Vec<BridgeConfig>,
+    running: Running,
+}
+
+impl EntraBridge {
+    async fn start(credential: Arc<FakeCredential>) -> EntraBridge {
+        let local = Mosquitto::start("allow_anonymous true\n").unwrap();
+        let remote = scripted().await;
+        let mut options = e4k_tests::bridge::fast_run_options();
+        options.entra_credential = Some(EntraCredential(credential.clone()));
+        let configs = config(
+            local.port(),
+            remote.port(),
+            Authentication::EntraToken {
+                audience: "https://eventgrid.azure.net/".into(),
+            },
+        );
+        let running = Running::start(&configs, options).unwrap().with_wait(WAIT);
+        EntraBridge {
+            _local: local,
+            remote,
+            credential,
+            configs,
+            running,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entra_token_from_the_credential_is_sent_as_oauth2_jwt() {
     capture_logs();
-    let local = Mosquitto::start("allow_anonymous true\n").unwrap();
-    let remote = scripted().await;
-    let credential = fake(false);
-    let mut options = e4k_tests::bridge::fast_run_options();
-    options.entra_credential = Some(EntraCredential(credential.clone()));
-    let configs = config(
-        local.port(),
-        remote.port(),
-        Authentication::EntraToken {
-            audience: "https://eventgrid.azure.net/".into(),
-        },
-    );
-    let running = Running::start(&configs, options).unwrap().with_wait(WAIT);
+    let EntraBridge {
+        _local,
+        remote,
+        credential,
+        configs,
+        running,
+    } = EntraBridge::start(fake(false)).await;
     running.ready().await;
     let stats = remote.connections();
     let (method, data) = stats[0].authentication.clone().expect("no authentication");
@@ -206,19 +234,13 @@ async fn a_token_file_is_sent_as_custom_jwt_and_reread_at_each_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_credential_is_one_clear_error_retried_and_not_ready() {
     capture_logs();
-    let local = Mosquitto::start("allow_anonymous true\n").unwrap();
-    let remote = scripted().await;
-    let credential = fake(true);
-    let mut options = e4k_tests::bridge::fast_run_options();
-    options.entra_credential = Some(EntraCredential(credential.clone()));
-    let configs = config(
-        local.port(),
-        remote.port(),
-        Authentication::EntraToken {
-            audience: "https://eventgrid.azure.net/".into(),
-        },
-    );
-    let running = Running::start(&configs, options).unwrap().with_wait(WAIT);
+    let EntraBridge {
+        _local,
+        remote,
+        credential,
+        configs: _,
+        running,
+    } = EntraBridge::start(fake(true)).await;
     let readiness = running
         .wait_for(|_| credential.calls.load(Ordering::SeqCst) >= 3)
         .await

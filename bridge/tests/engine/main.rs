@@ -4,12 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
-use e4k_bridge::engine::{HOPS_PROPERTY, RetainPolicy};
+use e4k_bridge::config::BridgeConfig;
+use e4k_bridge::engine::{HOPS_PROPERTY, Readiness, RetainPolicy};
 use e4k_tests::Mosquitto;
-use e4k_tests::bridge::metric;
+use e4k_tests::bridge::{Running, metric};
 use e4k_tests::client::TestClient;
 use e4k_tests::env::{self as setup, Env, run_options, start_bridge};
 use e4k_tests::pki::{Pki, Validity};
@@ -23,6 +25,39 @@ const BOTH_WAYS: &str = "    - direction: local-to-remote
       name: in
       source: e2e/in/#
 ";
+
+/// A test client `NAME-remote` on the remote broker, subscribed to `filter` at `qos`, and a
+/// test client `NAME-local` on the local broker.
+async fn clients(env: &Env, name: &str, filter: &str, qos: QoS) -> (TestClient, TestClient) {
+    let mut remote = env.remote_client(&format!("{name}-remote")).await;
+    remote.subscribe(filter, qos).await;
+    let local = env.local_client(&format!("{name}-local")).await;
+    (remote, local)
+}
+
+/// The configuration of one instance routing [`BOTH_WAYS`], the remote at `remote_port`
+/// trusted through `ca`.
+fn both_ways_to(env: &Env, remote_port: u16, ca: &Path) -> Vec<BridgeConfig> {
+    setup::resolve(
+        &setup::yaml(1, BOTH_WAYS),
+        &env.secrets(),
+        remote_port,
+        env.local.port(),
+        ca,
+    )
+}
+
+/// Waits until a connection's last error contains `needle`; panics with the report otherwise.
+async fn wait_for_error(bridge: &Running, needle: &str) -> Readiness {
+    bridge
+        .wait_for(|r| {
+            r.connections
+                .iter()
+                .any(|c| c.last_error.as_deref().is_some_and(|e| e.contains(needle)))
+        })
+        .await
+        .unwrap_or_else(|r| panic!("{r:#?}"))
+}
 
 fn user(props: &PublishProperties, key: &str) -> Vec<String> {
     props

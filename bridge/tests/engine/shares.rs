@@ -48,9 +48,7 @@ async fn share_members_publish_through_their_instance_main_session() {
         ])
     );
 
-    let mut remote = env.remote_client("share-remote").await;
-    remote.subscribe("e2e/#", QoS::AtLeastOnce).await;
-    let local = env.local_client("share-local").await;
+    let (mut remote, local) = clients(&env, "share", "e2e/#", QoS::AtLeastOnce).await;
     const N: usize = 300;
     for i in 0..N {
         local
@@ -146,9 +144,7 @@ async fn share_members_with_their_own_remote_sessions_spread_the_route() {
             .collect();
         assert_eq!(ids, members, "{broker}");
     }
-    let mut remote = env.remote_client("spread-remote").await;
-    remote.subscribe("e2e/#", QoS::AtLeastOnce).await;
-    let local = env.local_client("spread-local").await;
+    let (mut remote, local) = clients(&env, "spread", "e2e/#", QoS::AtLeastOnce).await;
     const N: usize = 300;
     for i in 0..N {
         local
