@@ -7,13 +7,7 @@ fn bad_input_is_one_line_naming_the_place() {
     let d = Dir::new();
     d.init_pki(&[]);
     d.create("leaf", &[]).ok();
-    let other = Dir::new();
-    other.init_pki(&[]);
-    std::fs::copy(
-        other.path("pki/secrets/intermediate_ca_key"),
-        d.path("other.key"),
-    )
-    .unwrap();
+    copy_from_new_pki(&[], "pki/secrets/intermediate_ca_key", &d.path("other.key"));
     std::fs::write(d.path("junk.crt"), "hello\n").unwrap();
 
     let line = d
@@ -179,14 +173,10 @@ fn bulk_issue_all_or_nothing() {
 fn help_documents_exit_codes_and_usage_errors_exit_2() {
     let d = Dir::new();
     let help = d.e4k(&["--help"]).ok();
-    assert!(help.stdout.contains("Exit status:"), "{}", help.stdout);
+    assert_has(&help.stdout, "Exit status:");
     assert!(help.stdout.contains("2  usage or configuration error"));
     assert_eq!(d.e4k(&["certs", "bogus"]).code, 2);
     assert_eq!(d.e4k(&["--output", "yaml", "certs", "check"]).code, 2);
     let completions = d.e4k(&["completions", "bash"]).ok();
-    assert!(
-        completions.stdout.contains("_e4k"),
-        "{}",
-        completions.stdout
-    );
+    assert_has(&completions.stdout, "_e4k");
 }
