@@ -21,7 +21,8 @@ use e4k_tests::process::{http_get, wait_until};
 use util::Dir;
 use util::bridge::{self, BridgeProcess};
 use util::emulated::{
-    EventGrid, NAMESPACE_AUDIENCE, PRINCIPAL, jwt_bridge_yaml, seed_roles, seed_spec, workspace,
+    EventGrid, NAMESPACE_AUDIENCE, PRINCIPAL, seed_roles, seed_spec, workspace,
+    write_jwt_bridge_yaml,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -60,6 +61,13 @@ fn start(grid: &EventGrid, d: &Dir, extra: &[&str], env: &[(&str, &str)]) -> Run
         metrics_port,
         bridge,
     }
+}
+
+/// [`start`] with the emulator's managed identity as the credential.
+fn start_managed_identity(grid: &EventGrid, d: &Dir) -> Running {
+    let identity = grid.identity_env();
+    let env: Vec<(&str, &str)> = identity.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    start(grid, d, &["--credential", "managed-identity"], &env)
 }
 
 /// `retry_in=…` of a log line, e.g. `212.3ms` or `1.02s`.
@@ -199,11 +207,7 @@ fn an_expired_token_file_is_refused_until_a_fresh_token_replaces_it() {
     let expired = token(SystemTime::now() - Duration::from_secs(7200));
     let file = d.path("eventgrid-token");
     std::fs::write(&file, &expired).unwrap();
-    std::fs::write(
-        d.path("bridge.yaml"),
-        jwt_bridge_yaml(EVENT_GRID_AUDIENCE, Some(&file)),
-    )
-    .unwrap();
+    write_jwt_bridge_yaml(&d, EVENT_GRID_AUDIENCE, Some(&file));
     let mut run = start(&grid, &d, &[], &[]);
     assert_refused(
         &grid,
@@ -230,14 +234,8 @@ fn a_token_for_another_audience_is_refused() {
     workspace(&d);
     grid.setup(&d, &seed_spec("", &seed_roles(PRINCIPAL)));
     // The principal holds its roles: only the audience is wrong.
-    std::fs::write(
-        d.path("bridge.yaml"),
-        jwt_bridge_yaml("https://management.azure.com/", None),
-    )
-    .unwrap();
-    let identity = grid.identity_env();
-    let env: Vec<(&str, &str)> = identity.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut run = start(&grid, &d, &["--credential", "managed-identity"], &env);
+    write_jwt_bridge_yaml(&d, "https://management.azure.com/", None);
+    let mut run = start_managed_identity(&grid, &d);
     assert_refused(
         &grid,
         &run,
@@ -257,14 +255,8 @@ fn a_principal_without_roles_is_refused_until_a_role_is_assigned_through_arm() {
     workspace(&d);
     // The seed's namespace and bindings, but no role for the bridge's principal.
     grid.setup(&d, &seed_spec("", ""));
-    std::fs::write(
-        d.path("bridge.yaml"),
-        jwt_bridge_yaml(EVENT_GRID_AUDIENCE, None),
-    )
-    .unwrap();
-    let identity = grid.identity_env();
-    let env: Vec<(&str, &str)> = identity.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut run = start(&grid, &d, &["--credential", "managed-identity"], &env);
+    write_jwt_bridge_yaml(&d, EVENT_GRID_AUDIENCE, None);
+    let mut run = start_managed_identity(&grid, &d);
     assert_refused(
         &grid,
         &run,
@@ -293,14 +285,8 @@ fn a_principal_without_the_publisher_role_has_its_telemetry_refused_until_assign
         "roleAssignments:\n  - {{ principalId: {PRINCIPAL}, role: subscriber, topicSpace: command }}\n"
     );
     grid.setup(&d, &seed_spec("", &subscriber_only));
-    std::fs::write(
-        d.path("bridge.yaml"),
-        jwt_bridge_yaml(EVENT_GRID_AUDIENCE, None),
-    )
-    .unwrap();
-    let identity = grid.identity_env();
-    let env: Vec<(&str, &str)> = identity.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut run = start(&grid, &d, &["--credential", "managed-identity"], &env);
+    write_jwt_bridge_yaml(&d, EVENT_GRID_AUDIENCE, None);
+    let mut run = start_managed_identity(&grid, &d);
     // A role in the namespace admits the session; the broker refuses what it publishes.
     wait_until("/readyz 200", WAIT, || {
         matches!(http_get(run.metrics_port, "/readyz"), Some((200, _)))
