@@ -7,7 +7,8 @@
 //! published, received and tallied ([`sequence`]); [`proxy::TcpProxy`], a TCP proxy that can
 //! blackhole or cut traffic for fault tests, and a scripted misbehaving broker ([`scripted`]); the
 //! bridge in-process ([`bridge`]) and as an `e4k bridge run` process ([`process`]); Event Grid
-//! provisioning through ARM ([`eventgrid`], [`seed`]).
+//! provisioning through ARM ([`eventgrid`], [`seed`]); MQTT bytes written and read by hand
+//! ([`wire`]).
 
 pub mod bench;
 pub mod bridge;
@@ -22,6 +23,7 @@ pub mod proxy;
 pub mod scripted;
 pub mod seed;
 pub mod sequence;
+pub mod wire;
 
 use std::{io, net::TcpListener, path::PathBuf};
 
