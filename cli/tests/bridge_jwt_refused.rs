@@ -63,11 +63,19 @@ fn start(grid: &EventGrid, d: &Dir, extra: &[&str], env: &[(&str, &str)]) -> Run
     }
 }
 
-/// [`start`] with the emulator's managed identity as the credential.
-fn start_managed_identity(grid: &EventGrid, d: &Dir) -> Running {
+/// A bridge with the emulator's managed identity as its credential, asking for tokens for
+/// `audience`, in a new workspace whose spec (the seed's namespace and bindings) assigns
+/// `roles`.
+fn managed_identity_bridge(roles: &str, audience: &str) -> (EventGrid, Dir, Running) {
+    let grid = EventGrid::start();
+    let d = Dir::new();
+    workspace(&d);
+    grid.setup(&d, &seed_spec("", roles));
+    write_jwt_bridge_yaml(&d, audience, None);
     let identity = grid.identity_env();
     let env: Vec<(&str, &str)> = identity.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    start(grid, d, &["--credential", "managed-identity"], &env)
+    let run = start(&grid, &d, &["--credential", "managed-identity"], &env);
+    (grid, d, run)
 }
 
 /// `retry_in=…` of a log line, e.g. `212.3ms` or `1.02s`.
@@ -229,13 +237,9 @@ fn an_expired_token_file_is_refused_until_a_fresh_token_replaces_it() {
 
 #[test]
 fn a_token_for_another_audience_is_refused() {
-    let grid = EventGrid::start();
-    let d = Dir::new();
-    workspace(&d);
-    grid.setup(&d, &seed_spec("", &seed_roles(PRINCIPAL)));
     // The principal holds its roles: only the audience is wrong.
-    write_jwt_bridge_yaml(&d, "https://management.azure.com/", None);
-    let mut run = start_managed_identity(&grid, &d);
+    let (grid, _d, mut run) =
+        managed_identity_bridge(&seed_roles(PRINCIPAL), "https://management.azure.com/");
     assert_refused(
         &grid,
         &run,
@@ -250,13 +254,8 @@ fn a_token_for_another_audience_is_refused() {
 
 #[test]
 fn a_principal_without_roles_is_refused_until_a_role_is_assigned_through_arm() {
-    let grid = EventGrid::start();
-    let d = Dir::new();
-    workspace(&d);
     // The seed's namespace and bindings, but no role for the bridge's principal.
-    grid.setup(&d, &seed_spec("", ""));
-    write_jwt_bridge_yaml(&d, EVENT_GRID_AUDIENCE, None);
-    let mut run = start_managed_identity(&grid, &d);
+    let (grid, d, mut run) = managed_identity_bridge("", EVENT_GRID_AUDIENCE);
     assert_refused(
         &grid,
         &run,
@@ -278,15 +277,10 @@ fn a_principal_without_roles_is_refused_until_a_role_is_assigned_through_arm() {
 
 #[test]
 fn a_principal_without_the_publisher_role_has_its_telemetry_refused_until_assigned() {
-    let grid = EventGrid::start();
-    let d = Dir::new();
-    workspace(&d);
     let subscriber_only = format!(
         "roleAssignments:\n  - {{ principalId: {PRINCIPAL}, role: subscriber, topicSpace: command }}\n"
     );
-    grid.setup(&d, &seed_spec("", &subscriber_only));
-    write_jwt_bridge_yaml(&d, EVENT_GRID_AUDIENCE, None);
-    let mut run = start_managed_identity(&grid, &d);
+    let (grid, d, mut run) = managed_identity_bridge(&subscriber_only, EVENT_GRID_AUDIENCE);
     // A role in the namespace admits the session; the broker refuses what it publishes.
     wait_until("/readyz 200", WAIT, || {
         matches!(http_get(run.metrics_port, "/readyz"), Some((200, _)))

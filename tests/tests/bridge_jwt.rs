@@ -125,6 +125,18 @@ async fn scripted() -> ScriptedBroker {
     .unwrap()
 }
 
+/// The scripted remote drops the bridge's first connection; the next one, once the bridge is
+/// ready again, authenticates with `data`.
+async fn reconnects_with(running: &Running, remote: &ScriptedBroker, data: &[u8]) {
+    assert!(remote.disconnect(0));
+    running
+        .wait_for(|r| r.ready && remote.connections().len() >= 2)
+        .await
+        .unwrap();
+    let (_, sent) = remote.connections()[1].authentication.clone().unwrap();
+    assert_eq!(&sent[..], data);
+}
+
 /// A bridge (not yet ready) from a local broker to the scripted remote, authenticating with
 /// Entra tokens for Event Grid from `credential`.
 struct EntraBridge {
@@ -184,13 +196,7 @@ async fn an_entra_token_from_the_credential_is_sent_as_oauth2_jwt() {
     assert!(!running.handle.metrics().contains("token-0"));
     assert!(!format!("{configs:?}").contains("token-0"));
     // A new connection gets a new token.
-    assert!(remote.disconnect(0));
-    running
-        .wait_for(|r| r.ready && remote.connections().len() >= 2)
-        .await
-        .unwrap();
-    let (_, data) = remote.connections()[1].authentication.clone().unwrap();
-    assert_eq!(&data[..], b"token-1");
+    reconnects_with(&running, &remote, b"token-1").await;
     running.stop().await;
     assert_not_logged("token-0");
     assert_not_logged("token-1");
@@ -219,13 +225,7 @@ async fn a_token_file_is_sent_as_custom_jwt_and_reread_at_each_connection() {
     assert_eq!(method, "CUSTOM-JWT");
     assert_eq!(&data[..], b"first.token.value");
     std::fs::write(&file, "second.token.value").unwrap();
-    assert!(remote.disconnect(0));
-    running
-        .wait_for(|r| r.ready && remote.connections().len() >= 2)
-        .await
-        .unwrap();
-    let (_, data) = remote.connections()[1].authentication.clone().unwrap();
-    assert_eq!(&data[..], b"second.token.value");
+    reconnects_with(&running, &remote, b"second.token.value").await;
     running.stop().await;
     assert_not_logged("first.token.value");
     assert_not_logged("second.token.value");

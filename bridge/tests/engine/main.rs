@@ -59,6 +59,27 @@ async fn wait_for_error(bridge: &Running, needle: &str) -> Readiness {
         .unwrap_or_else(|r| panic!("{r:#?}"))
 }
 
+/// Publishes `0`, `1`, … `n - 1` on `topic` at QoS 1 through `client`.
+async fn publish_numbers(client: &TestClient, topic: &str, n: usize) {
+    for i in 0..n {
+        client
+            .publish(topic, QoS::AtLeastOnce, false, format!("{i}"))
+            .await;
+    }
+}
+
+/// The client IDs of the bridge's sessions on `broker` (`local` or `remote`).
+fn client_ids(bridge: &Running, broker: &str) -> BTreeSet<String> {
+    bridge
+        .handle
+        .readiness()
+        .connections
+        .iter()
+        .filter(|c| c.broker == broker)
+        .map(|c| c.client_id.clone())
+        .collect()
+}
+
 fn user(props: &PublishProperties, key: &str) -> Vec<String> {
     props
         .user_properties

@@ -51,11 +51,7 @@ async fn shutdown_drains_and_a_restart_resumes_from_the_session() {
     bridge.ready().await;
     let (mut remote, local) = clients(&env, "drain", "e2e/out/#", QoS::AtLeastOnce).await;
     const N: usize = 300;
-    for i in 0..N {
-        local
-            .publish("e2e/out/seq", QoS::AtLeastOnce, false, format!("{i}"))
-            .await;
-    }
+    publish_numbers(&local, "e2e/out/seq", N).await;
     // Stop while messages are still flowing: what was taken is finished, the rest stays
     // queued in the local broker's persistent session.
     tokio::time::sleep(Duration::from_millis(20)).await;
