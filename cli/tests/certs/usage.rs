@@ -97,24 +97,29 @@ fn bad_input_is_one_line_naming_the_place() {
     );
 }
 
+/// `e4k certs create ARGS --no-password --insecure` (keys in the clear) with the CA key's
+/// password in `E4K_PASSWORD`.
+fn create_unprotected(d: &Dir, args: &[&str]) -> util::Run {
+    let mut all = vec!["certs", "create"];
+    all.extend_from_slice(args);
+    all.extend(["--no-password", "--insecure"]);
+    d.e4k_env(&all, &[("E4K_PASSWORD", "e4k")])
+}
+
 #[test]
 fn bulk_issue_all_or_nothing() {
     let d = Dir::new();
     d.init_pki(&[]);
-    d.e4k_env(
+    create_unprotected(
+        &d,
         &[
-            "certs",
-            "create",
             "--count",
             "25",
             "--name-template",
             "device-{n}",
             "--out-dir",
             "devices",
-            "--no-password",
-            "--insecure",
         ],
-        &[("E4K_PASSWORD", "e4k")],
     )
     .ok();
     let files = std::fs::read_dir(d.path("devices")).unwrap().count();
@@ -129,40 +134,15 @@ fn bulk_issue_all_or_nothing() {
 
     // A names file with one name that already has files: nothing new is written.
     std::fs::write(d.path("names.txt"), "# fleet\nalpha\n\nbeta\ndevice-3\n").unwrap();
-    let line = d
-        .e4k_env(
-            &[
-                "certs",
-                "create",
-                "--names-file",
-                "names.txt",
-                "--out-dir",
-                "devices",
-                "--no-password",
-                "--insecure",
-            ],
-            &[("E4K_PASSWORD", "e4k")],
-        )
-        .fails(1);
+    let line =
+        create_unprotected(&d, &["--names-file", "names.txt", "--out-dir", "devices"]).fails(1);
     assert_eq!(
         line,
         "e4k: error: devices/device-3.pem already exists (use --force to overwrite it)"
     );
     assert!(!d.path("devices/alpha.pem").exists());
     std::fs::write(d.path("names.txt"), "alpha\nbeta\nalpha\n").unwrap();
-    let line = d
-        .e4k_env(
-            &[
-                "certs",
-                "create",
-                "--names-file",
-                "names.txt",
-                "--no-password",
-                "--insecure",
-            ],
-            &[("E4K_PASSWORD", "e4k")],
-        )
-        .fails(2);
+    let line = create_unprotected(&d, &["--names-file", "names.txt"]).fails(2);
     assert_eq!(
         line,
         "e4k: error: names.txt: line 3: \"alpha\" is listed twice"
