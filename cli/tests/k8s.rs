@@ -21,6 +21,12 @@ fn validate(d: &Dir, file: &str) {
     }
 }
 
+/// The one error line of `e4k k8s secret NAME --cert CERT --key KEY` exiting 2.
+fn secret_refused(d: &Dir, name: &str, cert: &str, key: &str) -> String {
+    d.e4k(&["k8s", "secret", name, "--cert", cert, "--key", key])
+        .fails(2)
+}
+
 fn kubectl_secret(d: &Dir, name: &str, namespace: Option<&str>, intermediate: bool) -> String {
     let mut args = vec![
         "create".to_owned(),
@@ -94,48 +100,18 @@ fn an_encrypted_or_mismatched_key_is_refused() {
         &[("E4K_PASSWORD", "e4k"), ("E4K_KEY_PASSWORD", "secret")],
     )
     .ok();
-    let line = d
-        .e4k(&[
-            "k8s",
-            "secret",
-            "s",
-            "--cert",
-            "locked.pem",
-            "--key",
-            "locked.key",
-        ])
-        .fails(2);
+    let line = secret_refused(&d, "s", "locked.pem", "locked.key");
     assert_eq!(
         line,
         "e4k: error: locked.key: the key is encrypted, and the bridge cannot use an encrypted key: \
          issue one with `e4k certs create … --no-password --insecure`, or decrypt it with `openssl pkey`"
     );
-    let line = d
-        .e4k(&[
-            "k8s",
-            "secret",
-            "s",
-            "--cert",
-            "mqttbridge.pem",
-            "--key",
-            "other.key",
-        ])
-        .fails(2);
+    let line = secret_refused(&d, "s", "mqttbridge.pem", "other.key");
     assert_eq!(
         line,
         "e4k: error: other.key: this key does not belong to the certificate mqttbridge.pem"
     );
-    let line = d
-        .e4k(&[
-            "k8s",
-            "secret",
-            "Bad_Name",
-            "--cert",
-            "mqttbridge.pem",
-            "--key",
-            "mqttbridge.key",
-        ])
-        .fails(2);
+    let line = secret_refused(&d, "Bad_Name", "mqttbridge.pem", "mqttbridge.key");
     assert!(
         line.starts_with("e4k: error: invalid NAME \"Bad_Name\": not a valid Kubernetes name"),
         "{line}"
