@@ -78,6 +78,21 @@ fn managed_identity_bridge(roles: &str, audience: &str) -> (EventGrid, Dir, Runn
     (grid, d, run)
 }
 
+/// `/readyz` answering 503: its body, the report and the remote connection's entry in it.
+fn not_ready(run: &Running) -> (String, serde_json::Value, serde_json::Value) {
+    let (status, body) = http_get(run.metrics_port, "/readyz").unwrap();
+    assert_eq!(status, 503, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let remote = ready["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["broker"] == "remote")
+        .unwrap()
+        .clone();
+    (body, ready, remote)
+}
+
 /// `retry_in=…` of a log line, e.g. `212.3ms` or `1.02s`.
 fn retry_in(line: &str) -> Duration {
     let value = line
@@ -126,16 +141,8 @@ fn assert_refused(grid: &EventGrid, run: &Running, causes: &[&str]) {
     assert!(other.is_empty(), "{other:#?}");
     assert!(!log.contains("panicked"), "{log}");
 
-    let (status, body) = http_get(run.metrics_port, "/readyz").unwrap();
-    assert_eq!(status, 503, "{body}");
-    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (body, ready, remote) = not_ready(run);
     assert_eq!(ready["ready"], false);
-    let remote = ready["connections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["broker"] == "remote")
-        .unwrap();
     assert_eq!(remote["connected"], false, "{body}");
     let reason = remote["last_error"].as_str().unwrap();
     for cause in causes {
@@ -291,15 +298,7 @@ fn a_principal_without_the_publisher_role_has_its_telemetry_refused_until_assign
     wait_until("the refusal logged", WAIT, || {
         run.bridge.log_lines(refused).len() == 1
     });
-    let (status, body) = http_get(run.metrics_port, "/readyz").unwrap();
-    assert_eq!(status, 503, "{body}");
-    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let remote = ready["connections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["broker"] == "remote")
-        .unwrap();
+    let (body, _, remote) = not_ready(&run);
     assert_eq!(
         (&remote["connected"], &remote["publishes_refused"]),
         (&true.into(), &true.into()),

@@ -35,16 +35,10 @@ async fn clients(env: &Env, name: &str, filter: &str, qos: QoS) -> (TestClient, 
     (remote, local)
 }
 
-/// The configuration of one instance routing [`BOTH_WAYS`], the remote at `remote_port`
+/// `yaml` resolved against `env`'s local broker and secrets, the remote at `remote_port`
 /// trusted through `ca`.
-fn both_ways_to(env: &Env, remote_port: u16, ca: &Path) -> Vec<BridgeConfig> {
-    setup::resolve(
-        &setup::yaml(1, BOTH_WAYS),
-        &env.secrets(),
-        remote_port,
-        env.local.port(),
-        ca,
-    )
+fn resolve_to(env: &Env, yaml: &str, remote_port: u16, ca: &Path) -> Vec<BridgeConfig> {
+    setup::resolve(yaml, &env.secrets(), remote_port, env.local.port(), ca)
 }
 
 /// Waits until a connection's last error contains `needle`; panics with the report otherwise.

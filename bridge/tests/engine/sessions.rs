@@ -7,7 +7,7 @@ use super::*;
 async fn unreachable_remote_is_retried_until_it_comes_up() {
     let env = Env::new("");
     let port = e4k_tests::free_port().unwrap();
-    let configs = both_ways_to(&env, port, &env.pki.root_file);
+    let configs = resolve_to(&env, &setup::yaml(1, BOTH_WAYS), port, &env.pki.root_file);
     let bridge = start_bridge(&configs, run_options());
     let readiness = wait_for_error(&bridge, "connection refused").await;
     assert!(!readiness.ready);
@@ -82,13 +82,7 @@ async fn shutdown_drains_and_a_restart_resumes_from_the_session() {
 async fn protocol_v3_bridges_with_mqtt_3_1_1_sessions() {
     let env = Env::new("");
     let yaml = setup::yaml(1, BOTH_WAYS).replace("protocol: v5", "protocol: v3");
-    let configs = setup::resolve(
-        &yaml,
-        &env.secrets(),
-        env.remote.port(),
-        env.local.port(),
-        &env.pki.root_file,
-    );
+    let configs = resolve_to(&env, &yaml, env.remote.port(), &env.pki.root_file);
     let bridge = start_bridge(&configs, run_options());
     bridge.ready().await;
     for (broker, name) in [(&env.local, "local"), (&env.remote, "remote")] {

@@ -113,13 +113,7 @@ async fn share_members_with_their_own_remote_sessions_spread_the_route() {
         "  name: test-bridge\n",
         "  name: test-bridge\n  annotations:\n    e4k.dev/shared-subscription-sessions: both\n",
     );
-    let configs = setup::resolve(
-        &yaml,
-        &env.secrets(),
-        env.remote.port(),
-        env.local.port(),
-        &env.pki.root_file,
-    );
+    let configs = resolve_to(&env, &yaml, env.remote.port(), &env.pki.root_file);
     assert_eq!(configs[0].remote_session_counts(), (0, 3));
     let bridge = start_bridge(&configs, run_options());
     bridge.ready().await;

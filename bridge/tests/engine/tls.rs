@@ -7,7 +7,12 @@ use super::*;
 async fn wrong_ca_is_reported_and_retried() {
     let env = Env::new("");
     let other = Pki::new(&env.dir.path().join("other-pki"), "other");
-    let configs = both_ways_to(&env, env.remote.port(), &other.root_file);
+    let configs = resolve_to(
+        &env,
+        &setup::yaml(1, BOTH_WAYS),
+        env.remote.port(),
+        &other.root_file,
+    );
     let bridge = start_bridge(&configs, run_options());
     let readiness = wait_for_error(&bridge, "not signed by a trusted CA").await;
     assert!(!readiness.ready);
