@@ -121,19 +121,7 @@ fn an_encrypted_or_mismatched_key_is_refused() {
 #[test]
 fn manifests_validate_against_kubernetes_schemas() {
     let d = Dir::new();
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/bridge.yaml");
-    let run = d
-        .e4k(&[
-            "k8s",
-            "manifests",
-            "--bridge-config",
-            config,
-            "-n",
-            "factory",
-            "--image",
-            "registry.example/e4k:1.2.3",
-        ])
-        .ok();
+    let run = seed_manifests(&d, &["--image", "registry.example/e4k:1.2.3"]).ok();
     std::fs::write(d.path("manifests.yaml"), &run.stdout).unwrap();
     validate(&d, "manifests.yaml");
     let yaml = &run.stdout;
@@ -155,7 +143,7 @@ fn manifests_validate_against_kubernetes_schemas() {
             "k8s",
             "manifests",
             "--bridge-config",
-            config,
+            SEED_CONFIG,
         ])
         .ok()
         .stdout,
@@ -164,6 +152,23 @@ fn manifests_validate_against_kubernetes_schemas() {
     assert_eq!(json["replicas"], 3);
     assert_eq!(json["name"], "e4k-my-mqtt-bridge");
     assert_eq!(json["secrets"], serde_json::json!(["bridge-client-cert"]));
+}
+
+/// The seed's `bridge.yaml`.
+const SEED_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/bridge.yaml");
+
+/// `e4k k8s manifests --bridge-config SEED -n factory EXTRA` in `d`.
+fn seed_manifests(d: &Dir, extra: &[&str]) -> util::Run {
+    let mut args = vec![
+        "k8s",
+        "manifests",
+        "--bridge-config",
+        SEED_CONFIG,
+        "-n",
+        "factory",
+    ];
+    args.extend(extra);
+    d.e4k(&args)
 }
 
 /// The lines a spool adds to the seed's manifests (10Gi on `managed-csi`).
@@ -191,19 +196,7 @@ const SPOOL_LINES: [&str; 18] = [
 #[test]
 fn every_bridge_pod_gets_a_spool_volume_unless_no_spool() {
     let d = Dir::new();
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/bridge.yaml");
-    let manifests = |extra: &[&str]| {
-        let mut args = vec![
-            "k8s",
-            "manifests",
-            "--bridge-config",
-            config,
-            "-n",
-            "factory",
-        ];
-        args.extend(extra);
-        d.e4k(&args)
-    };
+    let manifests = |extra: &[&str]| seed_manifests(&d, extra);
     let spooled = manifests(&[
         "--spool-size",
         "10Gi",
@@ -241,7 +234,7 @@ fn every_bridge_pod_gets_a_spool_volume_unless_no_spool() {
             "k8s",
             "manifests",
             "--bridge-config",
-            config,
+            SEED_CONFIG,
         ];
         args.extend(extra);
         serde_json::from_str(&d.e4k(&args).ok().stdout).unwrap()
