@@ -136,19 +136,7 @@ fn manifests_validate_against_kubernetes_schemas() {
     assert!(yaml.contains("path: /readyz") && yaml.contains("path: /healthz"));
     assert!(yaml.contains("runAsNonRoot: true") && yaml.contains("readOnlyRootFilesystem: true"));
 
-    let json: serde_json::Value = serde_json::from_str(
-        &d.e4k(&[
-            "--output",
-            "json",
-            "k8s",
-            "manifests",
-            "--bridge-config",
-            SEED_CONFIG,
-        ])
-        .ok()
-        .stdout,
-    )
-    .unwrap();
+    let json = seed_manifests_json(&d, &[]);
     assert_eq!(json["replicas"], 3);
     assert_eq!(json["name"], "e4k-my-mqtt-bridge");
     assert_eq!(json["secrets"], serde_json::json!(["bridge-client-cert"]));
@@ -169,6 +157,20 @@ fn seed_manifests(d: &Dir, extra: &[&str]) -> util::Run {
     ];
     args.extend(extra);
     d.e4k(&args)
+}
+
+/// `e4k --output json k8s manifests --bridge-config SEED EXTRA` in `d`, parsed.
+fn seed_manifests_json(d: &Dir, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "--output",
+        "json",
+        "k8s",
+        "manifests",
+        "--bridge-config",
+        SEED_CONFIG,
+    ];
+    args.extend(extra);
+    serde_json::from_str(&d.e4k(&args).ok().stdout).unwrap()
 }
 
 /// The lines a spool adds to the seed's manifests (10Gi on `managed-csi`).
@@ -227,18 +229,7 @@ fn every_bridge_pod_gets_a_spool_volume_unless_no_spool() {
     );
     assert!(!default.contains("storageClassName"), "{default}");
 
-    let json = |extra: &[&str]| -> serde_json::Value {
-        let mut args = vec![
-            "--output",
-            "json",
-            "k8s",
-            "manifests",
-            "--bridge-config",
-            SEED_CONFIG,
-        ];
-        args.extend(extra);
-        serde_json::from_str(&d.e4k(&args).ok().stdout).unwrap()
-    };
+    let json = |extra: &[&str]| seed_manifests_json(&d, extra);
     assert_eq!(
         json(&[])["spool"],
         serde_json::json!({"size_bytes": 1_073_741_824_u64, "storage_class": null, "max_bytes": 899_258_777}),
