@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use common::{Env, Running, TestClient, run_options, start_bridge};
 use e4k_tests::measure::{cpu_ns, median, mib, mosquitto_version, percentile, release_e4k};
-use e4k_tests::process::Process;
+use e4k_tests::process::BridgeProcess;
 use e4k_tests::{Mosquitto, env_usize};
 use rumqttc::v5::mqttbytes::QoS;
 
@@ -105,9 +105,9 @@ struct Setup {
     e4k_publisher: TestClient,
     mosquitto_publisher: TestClient,
     /// `e4k bridge run` as a process: its local broker, the process, a publisher.
-    process: Option<(Mosquitto, Process, TestClient)>,
+    process: Option<(Mosquitto, BridgeProcess, TestClient)>,
     /// The same for the baseline binary, when `E4K_BENCH_BASELINE_E4K` names one.
-    baseline: Option<(Mosquitto, Process, TestClient)>,
+    baseline: Option<(Mosquitto, BridgeProcess, TestClient)>,
 }
 
 /// A local broker with mosquitto's own bridge to the remote over mTLS.
@@ -225,11 +225,11 @@ impl Setup {
             System::Direct => [own, None, None, remote],
             System::E4k => [own, Some(self.env.local.pid()), None, remote],
             System::E4kProcess => match &self.process {
-                Some((local, child, _)) => [own, Some(local.pid()), Some(child.0.id()), remote],
+                Some((local, child, _)) => [own, Some(local.pid()), Some(child.pid()), remote],
                 None => [own, None, None, remote],
             },
             System::E4kBaseline => match &self.baseline {
-                Some((local, child, _)) => [own, Some(local.pid()), Some(child.0.id()), remote],
+                Some((local, child, _)) => [own, Some(local.pid()), Some(child.pid()), remote],
                 None => [own, None, None, remote],
             },
             System::Mosquitto => [own, Some(self.mosquitto_bridge.pid()), None, remote],

@@ -44,7 +44,7 @@ use e4k_tests::bridge::metric;
 use e4k_tests::measure::{
     cpu_ns, cpus, median, mib, mosquitto_version, percentile, release_e4k, vm_rss_kib,
 };
-use e4k_tests::process::{Process, http_get};
+use e4k_tests::process::{BridgeProcess, http_get};
 use e4k_tests::proxy::{Mode, TcpProxy};
 use e4k_tests::{Mosquitto, env_usize};
 use rumqttc::v5::mqttbytes::QoS;
@@ -65,7 +65,7 @@ const TOPIC: &str = "e2e/out/bench";
 /// One way into the remote: a local broker and an `e4k bridge run` on it.
 struct Way {
     _local: Mosquitto,
-    bridge: Process,
+    bridge: BridgeProcess,
     metrics_port: u16,
     publisher: TestClient,
     _spool: Option<tempfile::TempDir>,
@@ -107,7 +107,7 @@ impl Way {
     }
 
     fn pid(&self) -> u32 {
-        self.bridge.0.id()
+        self.bridge.pid()
     }
 }
 
@@ -222,7 +222,7 @@ async fn outage(binary: &std::path::Path, outage_secs: u64, rate: u64) -> Outage
         extra: &extra,
     };
     let bridge = common::bridge_process(binary, &env, ROUTE, &args);
-    let pid = bridge.0.id();
+    let pid = bridge.pid();
     let publisher = env.local_client("outage-pub").await;
     let mut subscriber = env.remote_client("outage-sub").await;
     subscriber.subscribe("e2e/out/#", QoS::AtLeastOnce).await;

@@ -16,13 +16,14 @@ use std::time::{Duration, SystemTime};
 use e4k_emulator::TokenRequest;
 use e4k_emulator::identity::EVENT_GRID_AUDIENCE;
 use e4k_tests::Mosquitto;
+use e4k_tests::process::LineSubscriber;
 use e4k_tests::process::{http_get, wait_until};
 use util::Dir;
 use util::bridge::{self, BridgeProcess};
 use util::emulated::{
-    EventGrid, NAMESPACE_AUDIENCE, PRINCIPAL, jwt_bridge_yaml, seed_roles, seed_spec, workspace,
+    EventGrid, NAMESPACE_AUDIENCE, PRINCIPAL, seed_roles, seed_spec, workspace,
+    write_jwt_bridge_yaml,
 };
-use util::seed::Subscriber;
 
 const WAIT: Duration = Duration::from_secs(20);
 /// The bridge's longest reconnect delay (`--reconnect-max`); the first is a fifth of it.
@@ -60,6 +61,36 @@ fn start(grid: &EventGrid, d: &Dir, extra: &[&str], env: &[(&str, &str)]) -> Run
         metrics_port,
         bridge,
     }
+}
+
+/// A bridge with the emulator's managed identity as its credential, asking for tokens for
+/// `audience`, in a new workspace whose spec (the seed's namespace and bindings) assigns
+/// `roles`.
+fn managed_identity_bridge(roles: &str, audience: &str) -> (EventGrid, Dir, Running) {
+    let grid = EventGrid::start();
+    let d = Dir::new();
+    workspace(&d);
+    grid.setup(&d, &seed_spec("", roles));
+    write_jwt_bridge_yaml(&d, audience, None);
+    let identity = grid.identity_env();
+    let env: Vec<(&str, &str)> = identity.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run = start(&grid, &d, &["--credential", "managed-identity"], &env);
+    (grid, d, run)
+}
+
+/// `/readyz` answering 503: its body, the report and the remote connection's entry in it.
+fn not_ready(run: &Running) -> (String, serde_json::Value, serde_json::Value) {
+    let (status, body) = http_get(run.metrics_port, "/readyz").unwrap();
+    assert_eq!(status, 503, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let remote = ready["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["broker"] == "remote")
+        .unwrap()
+        .clone();
+    (body, ready, remote)
 }
 
 /// `retry_in=…` of a log line, e.g. `212.3ms` or `1.02s`.
@@ -110,16 +141,8 @@ fn assert_refused(grid: &EventGrid, run: &Running, causes: &[&str]) {
     assert!(other.is_empty(), "{other:#?}");
     assert!(!log.contains("panicked"), "{log}");
 
-    let (status, body) = http_get(run.metrics_port, "/readyz").unwrap();
-    assert_eq!(status, 503, "{body}");
-    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (body, ready, remote) = not_ready(run);
     assert_eq!(ready["ready"], false);
-    let remote = ready["connections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["broker"] == "remote")
-        .unwrap();
     assert_eq!(remote["connected"], false, "{body}");
     let reason = remote["last_error"].as_str().unwrap();
     for cause in causes {
@@ -159,7 +182,7 @@ fn telemetry_reaches_cloud(grid: &EventGrid, d: &Dir, run: &Running) -> bool {
     .map(str::to_owned)
     .to_vec();
     args.extend(grid.cloud(d).args());
-    let sub = Subscriber::start(d.dir.path(), &args);
+    let sub = LineSubscriber::start(d.dir.path(), &args);
     publish_telemetry(run);
     sub.finish()
         .iter()
@@ -199,11 +222,7 @@ fn an_expired_token_file_is_refused_until_a_fresh_token_replaces_it() {
     let expired = token(SystemTime::now() - Duration::from_secs(7200));
     let file = d.path("eventgrid-token");
     std::fs::write(&file, &expired).unwrap();
-    std::fs::write(
-        d.path("bridge.yaml"),
-        jwt_bridge_yaml(EVENT_GRID_AUDIENCE, Some(&file)),
-    )
-    .unwrap();
+    write_jwt_bridge_yaml(&d, EVENT_GRID_AUDIENCE, Some(&file));
     let mut run = start(&grid, &d, &[], &[]);
     assert_refused(
         &grid,
@@ -225,19 +244,9 @@ fn an_expired_token_file_is_refused_until_a_fresh_token_replaces_it() {
 
 #[test]
 fn a_token_for_another_audience_is_refused() {
-    let grid = EventGrid::start();
-    let d = Dir::new();
-    workspace(&d);
-    grid.setup(&d, &seed_spec("", &seed_roles(PRINCIPAL)));
     // The principal holds its roles: only the audience is wrong.
-    std::fs::write(
-        d.path("bridge.yaml"),
-        jwt_bridge_yaml("https://management.azure.com/", None),
-    )
-    .unwrap();
-    let identity = grid.identity_env();
-    let env: Vec<(&str, &str)> = identity.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut run = start(&grid, &d, &["--credential", "managed-identity"], &env);
+    let (grid, _d, mut run) =
+        managed_identity_bridge(&seed_roles(PRINCIPAL), "https://management.azure.com/");
     assert_refused(
         &grid,
         &run,
@@ -252,19 +261,8 @@ fn a_token_for_another_audience_is_refused() {
 
 #[test]
 fn a_principal_without_roles_is_refused_until_a_role_is_assigned_through_arm() {
-    let grid = EventGrid::start();
-    let d = Dir::new();
-    workspace(&d);
     // The seed's namespace and bindings, but no role for the bridge's principal.
-    grid.setup(&d, &seed_spec("", ""));
-    std::fs::write(
-        d.path("bridge.yaml"),
-        jwt_bridge_yaml(EVENT_GRID_AUDIENCE, None),
-    )
-    .unwrap();
-    let identity = grid.identity_env();
-    let env: Vec<(&str, &str)> = identity.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut run = start(&grid, &d, &["--credential", "managed-identity"], &env);
+    let (grid, d, mut run) = managed_identity_bridge("", EVENT_GRID_AUDIENCE);
     assert_refused(
         &grid,
         &run,
@@ -286,21 +284,10 @@ fn a_principal_without_roles_is_refused_until_a_role_is_assigned_through_arm() {
 
 #[test]
 fn a_principal_without_the_publisher_role_has_its_telemetry_refused_until_assigned() {
-    let grid = EventGrid::start();
-    let d = Dir::new();
-    workspace(&d);
     let subscriber_only = format!(
         "roleAssignments:\n  - {{ principalId: {PRINCIPAL}, role: subscriber, topicSpace: command }}\n"
     );
-    grid.setup(&d, &seed_spec("", &subscriber_only));
-    std::fs::write(
-        d.path("bridge.yaml"),
-        jwt_bridge_yaml(EVENT_GRID_AUDIENCE, None),
-    )
-    .unwrap();
-    let identity = grid.identity_env();
-    let env: Vec<(&str, &str)> = identity.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut run = start(&grid, &d, &["--credential", "managed-identity"], &env);
+    let (grid, d, mut run) = managed_identity_bridge(&subscriber_only, EVENT_GRID_AUDIENCE);
     // A role in the namespace admits the session; the broker refuses what it publishes.
     wait_until("/readyz 200", WAIT, || {
         matches!(http_get(run.metrics_port, "/readyz"), Some((200, _)))
@@ -311,15 +298,7 @@ fn a_principal_without_the_publisher_role_has_its_telemetry_refused_until_assign
     wait_until("the refusal logged", WAIT, || {
         run.bridge.log_lines(refused).len() == 1
     });
-    let (status, body) = http_get(run.metrics_port, "/readyz").unwrap();
-    assert_eq!(status, 503, "{body}");
-    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let remote = ready["connections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["broker"] == "remote")
-        .unwrap();
+    let (body, _, remote) = not_ready(&run);
     assert_eq!(
         (&remote["connected"], &remote["publishes_refused"]),
         (&true.into(), &true.into()),

@@ -16,11 +16,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use e4k_emulator::{TokenIssuer, TokenRequest};
 use e4k_tests::Mosquitto;
 use e4k_tests::bridge::ConnectorYaml;
+use e4k_tests::process::LineSubscriber;
 use e4k_tests::process::{http_get, wait_until};
 use util::Dir;
 use util::bridge;
 use util::emulated::{EventGrid, NAMESPACE_AUDIENCE, PRINCIPAL, seed_roles};
-use util::seed::Subscriber;
 
 /// The resource azure_identity asks the managed-identity endpoint for: the scope
 /// `https://eventgrid.azure.net/.default` without `/.default`.
@@ -158,9 +158,9 @@ fn no_token_text_in_logs_metrics_readiness_or_json_output() {
         .to_vec();
     sub_args.extend(["-C", "2", "-W", "20", "-v"].map(str::to_owned));
     sub_args.extend(cloud.iter().cloned());
-    let telemetry = Subscriber::start(d.dir.path(), &sub_args);
+    let telemetry = LineSubscriber::start(d.dir.path(), &sub_args);
     let local_port = local.port().to_string();
-    let commands = Subscriber::start(
+    let commands = LineSubscriber::start(
         d.dir.path(),
         &[
             "-q",

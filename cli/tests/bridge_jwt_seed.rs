@@ -23,7 +23,8 @@ use e4k_tests::Mosquitto;
 use util::Dir;
 use util::bridge;
 use util::emulated::{
-    EventGrid, NAMESPACE_AUDIENCE, PRINCIPAL, jwt_bridge_yaml, seed_roles, seed_spec, workspace,
+    EventGrid, NAMESPACE_AUDIENCE, PRINCIPAL, seed_roles, seed_spec, workspace,
+    write_jwt_bridge_yaml,
 };
 use util::seed::Walkthrough;
 
@@ -91,11 +92,7 @@ fn seed_walkthrough_with_a_managed_identity_token() {
             .any(|p| p.contains("/topicSpaces/telemetry/providers/Microsoft.Authorization/")),
         "{puts:#?}"
     );
-    std::fs::write(
-        d.path("bridge.yaml"),
-        jwt_bridge_yaml(EVENT_GRID_AUDIENCE, None),
-    )
-    .unwrap();
+    write_jwt_bridge_yaml(&d, EVENT_GRID_AUDIENCE, None);
     let identity = grid.identity_env();
     let env: Vec<(&str, &str)> = identity.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let log = walkthrough(&grid, &d, &["--credential", "managed-identity"], &env);
@@ -132,11 +129,7 @@ fn seed_walkthrough_with_a_custom_jwt_token_file() {
         .unwrap();
     let token_file = d.path("eventgrid-token");
     std::fs::write(&token_file, &token).unwrap();
-    std::fs::write(
-        d.path("bridge.yaml"),
-        jwt_bridge_yaml(EVENT_GRID_AUDIENCE, Some(&token_file)),
-    )
-    .unwrap();
+    write_jwt_bridge_yaml(&d, EVENT_GRID_AUDIENCE, Some(&token_file));
     let log = walkthrough(&grid, &d, &[], &[]);
     assert!(!log.contains(&token_header(&idp)), "{log}");
 }

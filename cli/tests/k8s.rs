@@ -6,6 +6,27 @@ mod util;
 
 use util::Dir;
 
+/// `kubernetes-validate --strict` of `file` in `d` against Kubernetes 1.30 and 1.33: its four
+/// resources pass.
+fn validate(d: &Dir, file: &str) {
+    for version in ["1.30.0", "1.33.0"] {
+        let validated = d.run("kubernetes-validate", &["--strict", "-k", version, file]);
+        assert_eq!(validated.code, 0, "{validated:#?}");
+        assert_eq!(
+            validated.stdout.matches(" passed for resource ").count(),
+            4,
+            "{}",
+            validated.stdout
+        );
+    }
+}
+
+/// The one error line of `e4k k8s secret NAME --cert CERT --key KEY` exiting 2.
+fn secret_refused(d: &Dir, name: &str, cert: &str, key: &str) -> String {
+    d.e4k(&["k8s", "secret", name, "--cert", cert, "--key", key])
+        .fails(2)
+}
+
 fn kubectl_secret(d: &Dir, name: &str, namespace: Option<&str>, intermediate: bool) -> String {
     let mut args = vec![
         "create".to_owned(),
@@ -79,48 +100,18 @@ fn an_encrypted_or_mismatched_key_is_refused() {
         &[("E4K_PASSWORD", "e4k"), ("E4K_KEY_PASSWORD", "secret")],
     )
     .ok();
-    let line = d
-        .e4k(&[
-            "k8s",
-            "secret",
-            "s",
-            "--cert",
-            "locked.pem",
-            "--key",
-            "locked.key",
-        ])
-        .fails(2);
+    let line = secret_refused(&d, "s", "locked.pem", "locked.key");
     assert_eq!(
         line,
         "e4k: error: locked.key: the key is encrypted, and the bridge cannot use an encrypted key: \
          issue one with `e4k certs create … --no-password --insecure`, or decrypt it with `openssl pkey`"
     );
-    let line = d
-        .e4k(&[
-            "k8s",
-            "secret",
-            "s",
-            "--cert",
-            "mqttbridge.pem",
-            "--key",
-            "other.key",
-        ])
-        .fails(2);
+    let line = secret_refused(&d, "s", "mqttbridge.pem", "other.key");
     assert_eq!(
         line,
         "e4k: error: other.key: this key does not belong to the certificate mqttbridge.pem"
     );
-    let line = d
-        .e4k(&[
-            "k8s",
-            "secret",
-            "Bad_Name",
-            "--cert",
-            "mqttbridge.pem",
-            "--key",
-            "mqttbridge.key",
-        ])
-        .fails(2);
+    let line = secret_refused(&d, "Bad_Name", "mqttbridge.pem", "mqttbridge.key");
     assert!(
         line.starts_with("e4k: error: invalid NAME \"Bad_Name\": not a valid Kubernetes name"),
         "{line}"
@@ -130,33 +121,9 @@ fn an_encrypted_or_mismatched_key_is_refused() {
 #[test]
 fn manifests_validate_against_kubernetes_schemas() {
     let d = Dir::new();
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/bridge.yaml");
-    let run = d
-        .e4k(&[
-            "k8s",
-            "manifests",
-            "--bridge-config",
-            config,
-            "-n",
-            "factory",
-            "--image",
-            "registry.example/e4k:1.2.3",
-        ])
-        .ok();
+    let run = seed_manifests(&d, &["--image", "registry.example/e4k:1.2.3"]).ok();
     std::fs::write(d.path("manifests.yaml"), &run.stdout).unwrap();
-    for version in ["1.30.0", "1.33.0"] {
-        let validated = d.run(
-            "kubernetes-validate",
-            &["--strict", "-k", version, "manifests.yaml"],
-        );
-        assert_eq!(validated.code, 0, "{validated:#?}");
-        assert_eq!(
-            validated.stdout.matches(" passed for resource ").count(),
-            4,
-            "{}",
-            validated.stdout
-        );
-    }
+    validate(&d, "manifests.yaml");
     let yaml = &run.stdout;
     // One pod per bridgeInstances (3 in the seed), the instance index from the ordinal.
     assert!(yaml.contains("  replicas: 3\n"), "{yaml}");
@@ -169,22 +136,41 @@ fn manifests_validate_against_kubernetes_schemas() {
     assert!(yaml.contains("path: /readyz") && yaml.contains("path: /healthz"));
     assert!(yaml.contains("runAsNonRoot: true") && yaml.contains("readOnlyRootFilesystem: true"));
 
-    let json: serde_json::Value = serde_json::from_str(
-        &d.e4k(&[
-            "--output",
-            "json",
-            "k8s",
-            "manifests",
-            "--bridge-config",
-            config,
-        ])
-        .ok()
-        .stdout,
-    )
-    .unwrap();
+    let json = seed_manifests_json(&d, &[]);
     assert_eq!(json["replicas"], 3);
     assert_eq!(json["name"], "e4k-my-mqtt-bridge");
     assert_eq!(json["secrets"], serde_json::json!(["bridge-client-cert"]));
+}
+
+/// The seed's `bridge.yaml`.
+const SEED_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/bridge.yaml");
+
+/// `e4k k8s manifests --bridge-config SEED -n factory EXTRA` in `d`.
+fn seed_manifests(d: &Dir, extra: &[&str]) -> util::Run {
+    let mut args = vec![
+        "k8s",
+        "manifests",
+        "--bridge-config",
+        SEED_CONFIG,
+        "-n",
+        "factory",
+    ];
+    args.extend(extra);
+    d.e4k(&args)
+}
+
+/// `e4k --output json k8s manifests --bridge-config SEED EXTRA` in `d`, parsed.
+fn seed_manifests_json(d: &Dir, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "--output",
+        "json",
+        "k8s",
+        "manifests",
+        "--bridge-config",
+        SEED_CONFIG,
+    ];
+    args.extend(extra);
+    serde_json::from_str(&d.e4k(&args).ok().stdout).unwrap()
 }
 
 /// The lines a spool adds to the seed's manifests (10Gi on `managed-csi`).
@@ -212,19 +198,7 @@ const SPOOL_LINES: [&str; 18] = [
 #[test]
 fn every_bridge_pod_gets_a_spool_volume_unless_no_spool() {
     let d = Dir::new();
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/bridge.yaml");
-    let manifests = |extra: &[&str]| {
-        let mut args = vec![
-            "k8s",
-            "manifests",
-            "--bridge-config",
-            config,
-            "-n",
-            "factory",
-        ];
-        args.extend(extra);
-        d.e4k(&args)
-    };
+    let manifests = |extra: &[&str]| seed_manifests(&d, extra);
     let spooled = manifests(&[
         "--spool-size",
         "10Gi",
@@ -234,19 +208,7 @@ fn every_bridge_pod_gets_a_spool_volume_unless_no_spool() {
     .ok()
     .stdout;
     std::fs::write(d.path("spooled.yaml"), &spooled).unwrap();
-    for version in ["1.30.0", "1.33.0"] {
-        let validated = d.run(
-            "kubernetes-validate",
-            &["--strict", "-k", version, "spooled.yaml"],
-        );
-        assert_eq!(validated.code, 0, "{validated:#?}");
-        assert_eq!(
-            validated.stdout.matches(" passed for resource ").count(),
-            4,
-            "{}",
-            validated.stdout
-        );
-    }
+    validate(&d, "spooled.yaml");
     // Each line once; without them, the manifests are exactly those of --no-spool.
     let mut rest: Vec<&str> = spooled.split_inclusive('\n').collect();
     for line in SPOOL_LINES {
@@ -267,18 +229,7 @@ fn every_bridge_pod_gets_a_spool_volume_unless_no_spool() {
     );
     assert!(!default.contains("storageClassName"), "{default}");
 
-    let json = |extra: &[&str]| -> serde_json::Value {
-        let mut args = vec![
-            "--output",
-            "json",
-            "k8s",
-            "manifests",
-            "--bridge-config",
-            config,
-        ];
-        args.extend(extra);
-        serde_json::from_str(&d.e4k(&args).ok().stdout).unwrap()
-    };
+    let json = |extra: &[&str]| seed_manifests_json(&d, extra);
     assert_eq!(
         json(&[])["spool"],
         serde_json::json!({"size_bytes": 1_073_741_824_u64, "storage_class": null, "max_bytes": 899_258_777}),

@@ -1,5 +1,6 @@
 //! One mosquitto process: started from a configuration file, ready once it accepts TCP
-//! connections on its port, reloaded with SIGHUP, stopped with SIGTERM (then SIGKILL).
+//! connections on its port, reloaded with SIGHUP, terminated with SIGTERM ([`Mosquitto::terminate`]) or stopped
+//! with SIGTERM then SIGKILL ([`Mosquitto::stop`]).
 //!
 //! The emulator's data-plane broker, `e4k demo`'s factory broker and the e4k-tests fixture
 //! all run mosquitto through [`Mosquitto`]. The caller writes the configuration: the listener
@@ -38,6 +39,8 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a start or a stop is checked on.
 const POLL: Duration = Duration::from_millis(20);
+/// The reason of an error when `waitpid` fails.
+const CANNOT_CHECK: &str = "cannot check whether it still runs";
 
 /// Where mosquitto is usually installed: on `PATH`, or in `/usr/sbin` (Debian), which is not on
 /// a normal user's `PATH`.
@@ -147,9 +150,7 @@ impl Mosquitto {
         }
         match self.try_wait() {
             Ok(Some(status)) => Err(self.error(format!("it exited ({status}){}", self.log_tail()))),
-            Err(source) => {
-                Err(self.error_from("cannot check whether it still runs".to_owned(), source))
-            }
+            Err(source) => Err(self.error_from(CANNOT_CHECK.to_owned(), source)),
             Ok(None) if Instant::now() > deadline => Err(self.error(format!(
                 "it did not listen on {} within {START_TIMEOUT:?}{}",
                 self.addr(),
@@ -245,15 +246,43 @@ impl Mosquitto {
         self.signalled("HUP", status)
     }
 
+    /// Sends SIGTERM, on which mosquitto exits in order (writing its persistence file), and
+    /// waits up to `grace` for it to exit; returns its exit status (at once when it had exited
+    /// already). It stays owned: a test can bring a broker back on the same port afterwards.
+    ///
+    /// # Errors
+    /// [`EmulatorError::Mosquitto`] (naming the binary and the port) when `kill -TERM` cannot
+    /// be run or fails, when its state cannot be checked, or when it still runs after `grace`
+    /// (it is killed on drop then).
+    pub fn terminate(&mut self, grace: Duration) -> Result<ExitStatus, EmulatorError> {
+        self.terminate_within(grace)?
+            .ok_or_else(|| self.error(format!("it did not exit within {grace:?} of SIGTERM")))
+    }
+
     /// Sends SIGTERM and waits up to [`STOP_TIMEOUT`] for mosquitto to exit; kills it
     /// (SIGKILL) when it does not. It is reaped either way.
     ///
     /// # Errors
-    /// [`EmulatorError::Mosquitto`] when `kill -TERM` cannot be run or fails (mosquitto is
-    /// killed then too, on drop).
+    /// [`EmulatorError::Mosquitto`] when `kill -TERM` cannot be run or fails, or its state
+    /// cannot be checked (mosquitto is killed then too, on drop).
     pub fn stop(mut self) -> Result<(), EmulatorError> {
-        if let Ok(Some(_)) = self.try_wait() {
-            return Ok(());
+        match self.terminate_within(STOP_TIMEOUT) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => {
+                tracing::warn!(
+                    port = self.port,
+                    "mosquitto did not exit on SIGTERM; killing it"
+                );
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// SIGTERM, then its exit status once it exited, `None` when it still runs after `grace`.
+    fn terminate_within(&mut self, grace: Duration) -> Result<Option<ExitStatus>, EmulatorError> {
+        if let Some(status) = self.exit_status()? {
+            return Ok(Some(status));
         }
         let status = Command::new("kill")
             .arg("-TERM")
@@ -263,18 +292,22 @@ impl Mosquitto {
             .stderr(Stdio::null())
             .status();
         self.signalled("TERM", status)?;
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if !matches!(self.try_wait(), Ok(None)) {
-                return Ok(());
+        let deadline = Instant::now() + grace;
+        loop {
+            if let Some(status) = self.exit_status()? {
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
             }
             std::thread::sleep(POLL);
         }
-        tracing::warn!(
-            port = self.port,
-            "mosquitto did not exit on SIGTERM; killing it"
-        );
-        Ok(())
+    }
+
+    /// [`Mosquitto::try_wait`] with its error typed.
+    fn exit_status(&mut self) -> Result<Option<ExitStatus>, EmulatorError> {
+        self.try_wait()
+            .map_err(|source| self.error_from(CANNOT_CHECK.to_owned(), source))
     }
 
     fn signalled(

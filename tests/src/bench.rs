@@ -11,6 +11,7 @@ use rumqttc::v5::mqttbytes::QoS;
 
 use crate::client::TestClient;
 use crate::env::{Env, WAIT, yaml};
+use crate::process::BridgeProcess;
 
 /// A benchmark's runtime (multi-threaded, as `e4k bridge run`'s), with logs on stderr when
 /// `RUST_LOG` is set.
@@ -128,41 +129,44 @@ pub fn bridge_process(
     env: &Env,
     routes: &str,
     args: &ProcessArgs<'_>,
-) -> crate::process::Process {
+) -> BridgeProcess {
     let config = env.dir.path().join(format!("{}.yaml", args.name));
     let yaml = yaml(1, routes).replace(
         "clientIdPrefix: e4k",
         &format!("clientIdPrefix: {}", args.name),
     );
     std::fs::write(&config, yaml).unwrap();
-    let mut command = std::process::Command::new(binary);
-    if let Ok(workers) = std::env::var("E4K_BENCH_PROCESS_WORKERS") {
-        command.env("TOKIO_WORKER_THREADS", workers);
-    }
-    let child = command
-        .args(["bridge", "run", "--config"])
-        .arg(&config)
-        .arg("--remote-endpoint")
-        .arg(format!("localhost:{}", args.remote_port))
-        .arg("--local-endpoint")
-        .arg(format!("127.0.0.1:{}", args.local_port))
-        .arg("--secrets-dir")
-        .arg(env.secrets())
-        .arg("--configmaps-dir")
-        .arg(env.secrets())
-        .arg("--remote-ca-file")
-        .arg(&env.pki.root_file)
-        .arg("--metrics-listen")
-        .arg(format!("127.0.0.1:{}", args.metrics_port))
-        .args(["--receive-maximum", "100"])
-        .args(args.extra)
-        .env_remove("RUST_LOG")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    crate::process::Process(child)
+    let config = config.display().to_string();
+    let remote = format!("localhost:{}", args.remote_port);
+    let local = format!("127.0.0.1:{}", args.local_port);
+    let secrets = env.secrets().display().to_string();
+    let root = env.pki.root_file.display().to_string();
+    let metrics = format!("127.0.0.1:{}", args.metrics_port);
+    let mut argv = vec![
+        "--config",
+        &config,
+        "--remote-endpoint",
+        &remote,
+        "--local-endpoint",
+        &local,
+        "--secrets-dir",
+        &secrets,
+        "--configmaps-dir",
+        &secrets,
+        "--remote-ca-file",
+        &root,
+        "--metrics-listen",
+        &metrics,
+        "--receive-maximum",
+        "100",
+    ];
+    argv.extend_from_slice(args.extra);
+    let workers = std::env::var("E4K_BENCH_PROCESS_WORKERS").ok();
+    let env_vars: Vec<(&str, &str)> = workers
+        .iter()
+        .map(|workers| ("TOKIO_WORKER_THREADS", workers.as_str()))
+        .collect();
+    BridgeProcess::start_quiet(binary, env.dir.path(), &argv, &env_vars)
 }
 
 /// Publishes a warm-up message through `publisher` every 300 ms until `probe` receives one

@@ -6,12 +6,12 @@
 use std::{
     io,
     path::{Path, PathBuf},
-    process::Command,
     time::{Duration, Instant},
 };
 
 use crate::Mosquitto;
 use crate::pki::{Pki, Validity};
+use crate::wire;
 
 /// The common name of the bridge's client certificate.
 pub const BRIDGE_CN: &str = "mqttbridge";
@@ -45,10 +45,9 @@ impl FaultPki {
             dir: dir.to_owned(),
             pki: Pki::new(&dir.join("pki"), "faults"),
         };
-        let (cert, key) = pki.pki.client_pem("tester");
         let (tester_cert, tester_key) = pki.tester();
-        std::fs::write(tester_cert, cert)?;
-        std::fs::write(tester_key, key)?;
+        pki.pki
+            .write_client_pem("tester", &tester_cert, &tester_key)?;
         pki.rotate_bridge_cert(BRIDGE_CN)?;
         std::fs::create_dir_all(pki.configmaps())?;
         Ok(pki)
@@ -133,19 +132,11 @@ pub fn local_listener(persistence: Option<&Path>) -> String {
 /// # Errors
 /// When the signal cannot be sent or the broker does not exit within 10 s.
 pub fn terminate(broker: &mut Mosquitto) -> io::Result<()> {
-    let pid = broker.child.id().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status()?;
-    if !status.success() {
-        return Err(other(format!("kill -TERM {pid} failed")));
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while broker.child.try_wait()?.is_none() {
-        if Instant::now() > deadline {
-            return Err(other("mosquitto did not exit within 10 s of SIGTERM"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
+    broker
+        .child
+        .terminate(Duration::from_secs(10))
+        .map(drop)
+        .map_err(crate::emulator_error)
 }
 
 /// What [`publish_sequence`] did.
@@ -155,46 +146,6 @@ pub struct Published {
     pub sent: u64,
     /// Messages per second over the publishing time.
     pub rate: f64,
-}
-
-/// An MQTT remaining length.
-fn remaining_length(mut len: usize, out: &mut Vec<u8>) {
-    loop {
-        let mut byte = u8::try_from(len % 128).unwrap_or(0);
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-}
-
-fn mqtt_string(s: &str, out: &mut Vec<u8>) {
-    let len = u16::try_from(s.len()).unwrap_or(u16::MAX);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-/// Reads one MQTT packet: (type and flags byte, body).
-fn read_packet(stream: &mut impl io::Read) -> io::Result<(u8, Vec<u8>)> {
-    let mut byte = [0u8; 1];
-    stream.read_exact(&mut byte)?;
-    let kind = byte[0];
-    let (mut len, mut shift) = (0usize, 0u32);
-    loop {
-        stream.read_exact(&mut byte)?;
-        len |= usize::from(byte[0] & 0x7f) << shift;
-        if byte[0] & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-    }
-    let mut body = vec![0u8; len];
-    stream.read_exact(&mut body)?;
-    Ok((kind, body))
 }
 
 /// Publishes the decimal sequence numbers `0, 1, 2, ...` at QoS 1 to `topic` on the plain
@@ -219,14 +170,11 @@ pub fn publish_sequence(
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
     stream.set_nodelay(true)?;
     let mut connect = Vec::new();
-    mqtt_string("MQTT", &mut connect);
+    wire::string(b"MQTT", &mut connect);
     connect.extend_from_slice(&[4, 0x02, 0, 60]);
-    mqtt_string(client_id, &mut connect);
-    let mut packet = vec![0x10];
-    remaining_length(connect.len(), &mut packet);
-    packet.extend_from_slice(&connect);
-    stream.write_all(&packet)?;
-    let (kind, body) = read_packet(&mut stream)?;
+    wire::string(client_id.as_bytes(), &mut connect);
+    stream.write_all(&wire::packet(0x10, &connect))?;
+    let (kind, body) = wire::read_packet(&mut stream)?;
     if kind != 0x20 || body.get(1) != Some(&0) {
         return Err(other(format!("CONNECT refused: {kind:#x} {body:?}")));
     }
@@ -234,7 +182,7 @@ pub fn publish_sequence(
     let mut reader = stream.try_clone()?;
     let counter = Arc::clone(&acks);
     std::thread::spawn(move || {
-        while let Ok((kind, _)) = read_packet(&mut reader) {
+        while let Ok((kind, _)) = wire::read_packet(&mut reader) {
             if kind & 0xf0 == 0x40 {
                 counter.fetch_add(1, Ordering::Relaxed);
             }
@@ -250,12 +198,10 @@ pub fn publish_sequence(
             let payload = sent.to_string();
             let pkid = u16::try_from(sent % 65_535 + 1).unwrap_or(1);
             let mut body = Vec::new();
-            mqtt_string(topic, &mut body);
+            wire::string(topic.as_bytes(), &mut body);
             body.extend_from_slice(&pkid.to_be_bytes());
             body.extend_from_slice(payload.as_bytes());
-            batch.push(0x32);
-            remaining_length(body.len(), &mut batch);
-            batch.extend_from_slice(&body);
+            batch.extend_from_slice(&wire::packet(0x32, &body));
             sent += 1;
         }
         stream.write_all(&batch)?;

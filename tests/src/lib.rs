@@ -7,7 +7,8 @@
 //! published, received and tallied ([`sequence`]); [`proxy::TcpProxy`], a TCP proxy that can
 //! blackhole or cut traffic for fault tests, and a scripted misbehaving broker ([`scripted`]); the
 //! bridge in-process ([`bridge`]) and as an `e4k bridge run` process ([`process`]); Event Grid
-//! provisioning through ARM ([`eventgrid`], [`seed`]).
+//! provisioning through ARM ([`eventgrid`], [`seed`]); MQTT bytes written and read by hand
+//! ([`wire`]).
 
 pub mod bench;
 pub mod bridge;
@@ -22,6 +23,7 @@ pub mod proxy;
 pub mod scripted;
 pub mod seed;
 pub mod sequence;
+pub mod wire;
 
 use std::{io, net::TcpListener, path::PathBuf};
 
@@ -85,15 +87,7 @@ impl Mosquitto {
             port,
             Some(&log),
         )
-        .map_err(|error| {
-            let kind = std::error::Error::source(&error)
-                .and_then(|source| source.downcast_ref::<io::Error>())
-                .map_or(io::ErrorKind::Other, io::Error::kind);
-            let source = std::error::Error::source(&error)
-                .map(|source| format!(": {source}"))
-                .unwrap_or_default();
-            io::Error::new(kind, format!("{error}{source}"))
-        })?;
+        .map_err(emulator_error)?;
         Ok(Self { child, _dir: dir })
     }
 
@@ -114,6 +108,18 @@ impl Mosquitto {
     pub fn log(&self) -> String {
         self.child.log()
     }
+}
+
+/// An error of the mosquitto primitive as an [`io::Error`] of the kind of its cause, with the
+/// cause in the message.
+fn emulator_error(error: e4k_emulator::EmulatorError) -> io::Error {
+    let kind = std::error::Error::source(&error)
+        .and_then(|source| source.downcast_ref::<io::Error>())
+        .map_or(io::ErrorKind::Other, io::Error::kind);
+    let source = std::error::Error::source(&error)
+        .map(|source| format!(": {source}"))
+        .unwrap_or_default();
+    io::Error::new(kind, format!("{error}{source}"))
 }
 
 /// A TCP port that was free a moment ago on 127.0.0.1.

@@ -130,6 +130,22 @@ impl Pki {
         )
     }
 
+    /// Writes [`client_pem`](Pki::client_pem) for `cn` to `cert` and `key`.
+    ///
+    /// # Errors
+    /// When a file cannot be written.
+    pub fn write_client_pem(&self, cn: &str, cert: &Path, key: &Path) -> std::io::Result<()> {
+        let (cert_pem, key_pem) = self.client_pem(cn);
+        std::fs::write(cert, cert_pem)?;
+        std::fs::write(key, key_pem)
+    }
+
+    /// The intermediate CA certificate file.
+    #[must_use]
+    pub fn intermediate_file(&self) -> PathBuf {
+        self.dir.join("intermediate.pem")
+    }
+
     /// A client certificate for a test client: (cert + chain PEM, key PEM).
     pub fn client_pem(&self, cn: &str) -> (String, String) {
         let (cert, key) = self.leaf(cn, false, Validity::Good);

@@ -1,6 +1,7 @@
 //! Fixtures of the tests that run processes (the `e4k` binary, `mosquitto_sub`): a child
 //! killed on drop, a running `e4k bridge run` with its log, `GET /readyz`, polling waits,
-//! signals, and a subscriber that counts the sequence numbers it receives.
+//! signals, a subscriber that counts the sequence numbers it receives and one that collects
+//! the lines it prints.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -149,32 +150,20 @@ impl SeqSubscriber {
         for topic in topics {
             command.args(["-t", topic]);
         }
-        let mut process = Process(
-            command
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("mosquitto_sub"),
-        );
         let counts: Arc<Mutex<Counts>> = Arc::default();
         let sink = Arc::clone(&counts);
-        let stdout = process.0.stdout.take().expect("stdout");
-        std::thread::spawn(move || {
-            let mut next = Instant::now();
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                {
-                    let mut counts = sink.lock().unwrap();
-                    match line.trim().parse::<usize>() {
-                        Ok(n) => counts.seen.record(n),
-                        Err(_) => counts.other += 1,
-                    }
+        let mut next = Instant::now();
+        let (process, _reader) = read_lines(command, Stdio::null(), move |line| {
+            {
+                let mut counts = sink.lock().unwrap();
+                match line.trim().parse::<usize>() {
+                    Ok(n) => counts.seen.record(n),
+                    Err(_) => counts.other += 1,
                 }
-                if let Some(interval) = interval {
-                    next = next.max(Instant::now()) + interval;
-                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
-                }
+            }
+            if let Some(interval) = interval {
+                next = next.max(Instant::now()) + interval;
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
             }
         });
         SeqSubscriber {
@@ -221,11 +210,90 @@ impl SeqSubscriber {
     }
 }
 
+/// Runs `command` (a `mosquitto_sub`) with its stdout piped and `stderr` as given, and hands
+/// each line of its output to `on_line` on a thread of its own until the output ends.
+fn read_lines(
+    mut command: Command,
+    stderr: Stdio,
+    mut on_line: impl FnMut(String) + Send + 'static,
+) -> (Process, std::thread::JoinHandle<()>) {
+    let mut process = Process(
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("mosquitto_sub (mosquitto-clients)"),
+    );
+    let stdout = process.0.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            on_line(line);
+        }
+    });
+    (process, reader)
+}
+
+/// `mosquitto_sub -d ARGS`, line-buffered (stdbuf), its output collected as it comes so that
+/// a test sees when it has subscribed.
+#[derive(Debug)]
+pub struct LineSubscriber {
+    process: Process,
+    lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LineSubscriber {
+    /// Runs `mosquitto_sub -d ARGS` in `dir` and waits (up to 20 s) until it subscribed.
+    #[must_use]
+    pub fn start<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]) -> Self {
+        let mut command = Command::new("stdbuf");
+        command
+            .args(["-oL", "mosquitto_sub", "-d"])
+            .args(args)
+            .current_dir(dir);
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = Arc::clone(&lines);
+        let (process, reader) = read_lines(command, Stdio::inherit(), move |line| {
+            sink.lock().expect("lines").push(line);
+        });
+        let subscriber = Self {
+            process,
+            lines,
+            reader: Some(reader),
+        };
+        wait_until("mosquitto_sub subscribed", Duration::from_secs(20), || {
+            subscriber
+                .lines()
+                .iter()
+                .any(|l| l.starts_with("Subscribed"))
+        });
+        subscriber
+    }
+
+    /// Its output so far.
+    #[must_use]
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("lines").clone()
+    }
+
+    /// Waits until it exits (its `-C`/`-W`), returns its output.
+    #[must_use]
+    pub fn finish(mut self) -> Vec<String> {
+        self.process.0.wait().expect("mosquitto_sub");
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("reader");
+        }
+        self.lines()
+    }
+}
+
 /// A running `e4k bridge run`, killed on drop if still running.
 pub struct BridgeProcess {
     child: Child,
-    log: PathBuf,
-    stdout: PathBuf,
+    /// Its stderr and stdout files; `None` when discarded.
+    log: Option<PathBuf>,
+    stdout: Option<PathBuf>,
 }
 
 impl BridgeProcess {
@@ -243,6 +311,35 @@ impl BridgeProcess {
     ) -> Self {
         let log = dir.join(format!("{name}.log"));
         let stdout = dir.join(format!("{name}.stdout"));
+        let mut process = Self::spawn(
+            binary,
+            dir,
+            args,
+            env,
+            Stdio::from(std::fs::File::create(&stdout).expect("bridge stdout file")),
+            Stdio::from(std::fs::File::create(&log).expect("bridge log file")),
+        );
+        process.log = Some(log);
+        process.stdout = Some(stdout);
+        process
+    }
+
+    /// [`BridgeProcess::start`] with its stdout and stderr discarded (benchmarks: writing the
+    /// log costs the process time); [`BridgeProcess::log`] and [`BridgeProcess::stdout`] are
+    /// empty then.
+    #[must_use]
+    pub fn start_quiet(binary: &Path, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn(binary, dir, args, env, Stdio::null(), Stdio::null())
+    }
+
+    fn spawn(
+        binary: &Path,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> Self {
         let mut command = Command::new(binary);
         command
             .arg("bridge")
@@ -253,25 +350,35 @@ impl BridgeProcess {
             .env_remove("E4K_INSTANCE_INDEX")
             .env_remove("E4K_CREDENTIAL")
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout).expect("bridge stdout file"))
-            .stderr(std::fs::File::create(&log).expect("bridge log file"));
+            .stdout(stdout)
+            .stderr(stderr);
         for (name, value) in env {
             command.env(name, value);
         }
         let child = command.spawn().expect("start e4k bridge run");
-        BridgeProcess { child, log, stdout }
+        BridgeProcess {
+            child,
+            log: None,
+            stdout: None,
+        }
+    }
+
+    /// Its process ID (benchmarks read its RSS and CPU time from `/proc`).
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Its stderr so far.
     #[must_use]
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        read_or_empty(self.log.as_deref())
     }
 
     /// Its stdout so far.
     #[must_use]
     pub fn stdout(&self) -> String {
-        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+        read_or_empty(self.stdout.as_deref())
     }
 
     /// The lines of the log that contain `needle`.
@@ -293,12 +400,7 @@ impl BridgeProcess {
 
     /// Sends SIGTERM and waits (up to 10 s) for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let killed = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(killed.success());
+        signal(self.child.id(), "TERM");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for the bridge") {
@@ -331,6 +433,12 @@ impl BridgeProcess {
         }
         log
     }
+}
+
+/// The file's text, "" when there is none (yet).
+fn read_or_empty(path: Option<&Path>) -> String {
+    path.and_then(|path| std::fs::read_to_string(path).ok())
+        .unwrap_or_default()
 }
 
 impl Drop for BridgeProcess {

@@ -125,22 +125,62 @@ async fn scripted() -> ScriptedBroker {
     .unwrap()
 }
 
+/// The scripted remote drops the bridge's first connection; the next one, once the bridge is
+/// ready again, authenticates with `data`.
+async fn reconnects_with(running: &Running, remote: &ScriptedBroker, data: &[u8]) {
+    assert!(remote.disconnect(0));
+    running
+        .wait_for(|r| r.ready && remote.connections().len() >= 2)
+        .await
+        .unwrap();
+    let (_, sent) = remote.connections()[1].authentication.clone().unwrap();
+    assert_eq!(&sent[..], data);
+}
+
+/// A bridge (not yet ready) from a local broker to the scripted remote, authenticating with
+/// Entra tokens for Event Grid from `credential`.
+struct EntraBridge {
+    _local: Mosquitto,
+    remote: ScriptedBroker,
+    credential: Arc<FakeCredential>,
+    configs: Vec<BridgeConfig>,
+    running: Running,
+}
+
+impl EntraBridge {
+    async fn start(credential: Arc<FakeCredential>) -> EntraBridge {
+        let local = Mosquitto::start("allow_anonymous true\n").unwrap();
+        let remote = scripted().await;
+        let mut options = e4k_tests::bridge::fast_run_options();
+        options.entra_credential = Some(EntraCredential(credential.clone()));
+        let configs = config(
+            local.port(),
+            remote.port(),
+            Authentication::EntraToken {
+                audience: "https://eventgrid.azure.net/".into(),
+            },
+        );
+        let running = Running::start(&configs, options).unwrap().with_wait(WAIT);
+        EntraBridge {
+            _local: local,
+            remote,
+            credential,
+            configs,
+            running,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entra_token_from_the_credential_is_sent_as_oauth2_jwt() {
     capture_logs();
-    let local = Mosquitto::start("allow_anonymous true\n").unwrap();
-    let remote = scripted().await;
-    let credential = fake(false);
-    let mut options = e4k_tests::bridge::fast_run_options();
-    options.entra_credential = Some(EntraCredential(credential.clone()));
-    let configs = config(
-        local.port(),
-        remote.port(),
-        Authentication::EntraToken {
-            audience: "https://eventgrid.azure.net/".into(),
-        },
-    );
-    let running = Running::start(&configs, options).unwrap().with_wait(WAIT);
+    let EntraBridge {
+        _local,
+        remote,
+        credential,
+        configs,
+        running,
+    } = EntraBridge::start(fake(false)).await;
     running.ready().await;
     let stats = remote.connections();
     let (method, data) = stats[0].authentication.clone().expect("no authentication");
@@ -156,13 +196,7 @@ async fn an_entra_token_from_the_credential_is_sent_as_oauth2_jwt() {
     assert!(!running.handle.metrics().contains("token-0"));
     assert!(!format!("{configs:?}").contains("token-0"));
     // A new connection gets a new token.
-    assert!(remote.disconnect(0));
-    running
-        .wait_for(|r| r.ready && remote.connections().len() >= 2)
-        .await
-        .unwrap();
-    let (_, data) = remote.connections()[1].authentication.clone().unwrap();
-    assert_eq!(&data[..], b"token-1");
+    reconnects_with(&running, &remote, b"token-1").await;
     running.stop().await;
     assert_not_logged("token-0");
     assert_not_logged("token-1");
@@ -191,13 +225,7 @@ async fn a_token_file_is_sent_as_custom_jwt_and_reread_at_each_connection() {
     assert_eq!(method, "CUSTOM-JWT");
     assert_eq!(&data[..], b"first.token.value");
     std::fs::write(&file, "second.token.value").unwrap();
-    assert!(remote.disconnect(0));
-    running
-        .wait_for(|r| r.ready && remote.connections().len() >= 2)
-        .await
-        .unwrap();
-    let (_, data) = remote.connections()[1].authentication.clone().unwrap();
-    assert_eq!(&data[..], b"second.token.value");
+    reconnects_with(&running, &remote, b"second.token.value").await;
     running.stop().await;
     assert_not_logged("first.token.value");
     assert_not_logged("second.token.value");
@@ -206,19 +234,13 @@ async fn a_token_file_is_sent_as_custom_jwt_and_reread_at_each_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_credential_is_one_clear_error_retried_and_not_ready() {
     capture_logs();
-    let local = Mosquitto::start("allow_anonymous true\n").unwrap();
-    let remote = scripted().await;
-    let credential = fake(true);
-    let mut options = e4k_tests::bridge::fast_run_options();
-    options.entra_credential = Some(EntraCredential(credential.clone()));
-    let configs = config(
-        local.port(),
-        remote.port(),
-        Authentication::EntraToken {
-            audience: "https://eventgrid.azure.net/".into(),
-        },
-    );
-    let running = Running::start(&configs, options).unwrap().with_wait(WAIT);
+    let EntraBridge {
+        _local,
+        remote,
+        credential,
+        configs: _,
+        running,
+    } = EntraBridge::start(fake(true)).await;
     let readiness = running
         .wait_for(|_| credential.calls.load(Ordering::SeqCst) >= 3)
         .await

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use e4k_tests::Mosquitto;
 use e4k_tests::measure::vm_rss_kib;
-use e4k_tests::process::Process;
+use e4k_tests::process::BridgeProcess;
 use e4k_tests::proxy::{Mode, TcpProxy};
 use rumqttc::v5::mqttbytes::QoS;
 
@@ -32,7 +32,7 @@ pub(super) async fn bridge_process(
     binary: &Path,
     env: &Env,
     name: &str,
-) -> (Mosquitto, Process, TestClient) {
+) -> (Mosquitto, BridgeProcess, TestClient) {
     let local = Mosquitto::start(&format!("allow_anonymous true\n{QUEUES}\n")).unwrap();
     // Client IDs of its own on the shared remote broker (two processes with one client ID
     // would take each other's session over).
@@ -65,7 +65,7 @@ pub(super) async fn drain(binary: &Path, backlog: usize) -> Drain {
         extra: &["--reconnect-initial", "100ms", "--reconnect-max", "200ms"],
     };
     let child = common::bridge_process(binary, &env, ROUTE, &args);
-    let pid = child.0.id();
+    let pid = child.pid();
     let mut subscriber = env.remote_client("drain-sub").await;
     subscriber.subscribe("e2e/out/#", QoS::AtLeastOnce).await;
     let publisher = env.local_client("drain-pub").await;

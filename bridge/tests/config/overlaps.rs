@@ -52,21 +52,22 @@ fn routes_of_different_directions_do_not_overlap() {
     assert_eq!(problems(&yaml), []);
 }
 
+/// Routes bridging `command/#` both ways.
+const COMMAND_BOTH_WAYS: &str = "    - {direction: remote-to-local, name: down, source: command/#}
+    - {direction: local-to-remote, name: up, source: command/#}
+";
+
+/// The problem [`COMMAND_BOTH_WAYS`] is.
+const UP_DOWN_LOOP: &str = "routes `up` (local-to-remote) and `down` (remote-to-local) can \
+                            loop: messages the first sends to the remote broker match the \
+                            second, which sends them back; use distinct topics on each side";
+
 #[test]
 fn bridging_one_topic_both_ways_is_a_loop_warning() {
-    let yaml = with_routes(
-        "    - {direction: remote-to-local, name: down, source: command/#}
-    - {direction: local-to-remote, name: up, source: command/#}
-",
-    );
+    let yaml = with_routes(COMMAND_BOTH_WAYS);
     assert_eq!(
         problems(&yaml),
-        [warning(
-            &route(1, "source"),
-            "routes `up` (local-to-remote) and `down` (remote-to-local) can loop: messages the \
-             first sends to the remote broker match the second, which sends them back; use \
-             distinct topics on each side"
-        )]
+        [warning(&route(1, "source"), UP_DOWN_LOOP)]
     );
 }
 
@@ -74,21 +75,15 @@ fn bridging_one_topic_both_ways_is_a_loop_warning() {
 fn a_loop_is_an_error_with_protocol_v3() {
     let connector = CONNECTOR.replace("  bridgeInstances: 1\n", "  protocol: v3\n")
         + "  localBrokerConnection:\n    authentication:\n      basic:\n        anonymous: true\n";
-    let yaml = topic_map(
-        &connector,
-        "map",
-        "    - {direction: remote-to-local, name: down, source: command/#}
-    - {direction: local-to-remote, name: up, source: command/#}
-",
-    );
+    let yaml = topic_map(&connector, "map", COMMAND_BOTH_WAYS);
     assert_eq!(
         problems(&yaml),
         [error(
             &route(1, "source"),
-            "routes `up` (local-to-remote) and `down` (remote-to-local) can loop: messages the \
-             first sends to the remote broker match the second, which sends them back; use \
-             distinct topics on each side (with protocol v3 nothing stops such a loop: MQTT \
-             3.1.1 has neither No Local nor the user property that carries the hop count)"
+            &format!(
+                "{UP_DOWN_LOOP} (with protocol v3 nothing stops such a loop: MQTT 3.1.1 has \
+                 neither No Local nor the user property that carries the hop count)"
+            )
         )]
     );
 }

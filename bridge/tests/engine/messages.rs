@@ -8,9 +8,7 @@ async fn v5_properties_survive_both_directions() {
     let env = Env::new("");
     let bridge = start_bridge(&env.config(1, BOTH_WAYS), run_options());
     bridge.ready().await;
-    let mut remote = env.remote_client("props-remote").await;
-    remote.subscribe("e2e/out/#", QoS::AtLeastOnce).await;
-    let mut local = env.local_client("props-local").await;
+    let (mut remote, mut local) = clients(&env, "props", "e2e/out/#", QoS::AtLeastOnce).await;
     local.subscribe("e2e/in/#", QoS::AtLeastOnce).await;
 
     let sent = PublishProperties {
@@ -82,9 +80,7 @@ async fn qos2_is_downgraded_hops_are_limited_and_retain_is_kept() {
     let env = Env::new("");
     let bridge = start_bridge(&env.config(1, BOTH_WAYS), run_options());
     bridge.ready().await;
-    let mut remote = env.remote_client("qos-remote").await;
-    remote.subscribe("e2e/out/#", QoS::ExactlyOnce).await;
-    let local = env.local_client("qos-local").await;
+    let (mut remote, local) = clients(&env, "qos", "e2e/out/#", QoS::ExactlyOnce).await;
 
     // QoS 2 on the local broker arrives at QoS 1 on the remote one.
     local
@@ -131,9 +127,7 @@ async fn retain_drop_policy_clears_the_flag() {
     options.retain = RetainPolicy::Drop;
     let bridge = start_bridge(&env.config(1, BOTH_WAYS), options);
     bridge.ready().await;
-    let mut remote = env.remote_client("drop-remote").await;
-    remote.subscribe("e2e/out/#", QoS::AtLeastOnce).await;
-    let local = env.local_client("drop-local").await;
+    let (mut remote, local) = clients(&env, "drop", "e2e/out/#", QoS::AtLeastOnce).await;
     local
         .publish("e2e/out/state", QoS::AtLeastOnce, true, "on")
         .await;
@@ -154,9 +148,7 @@ async fn oversize_message_is_dropped_and_counted_and_the_route_keeps_flowing() {
     let env = Env::new("max_packet_size 16384");
     let bridge = start_bridge(&env.config(1, BOTH_WAYS), run_options());
     bridge.ready().await;
-    let mut remote = env.remote_client("big-remote").await;
-    remote.subscribe("e2e/out/#", QoS::AtLeastOnce).await;
-    let local = env.local_client("big-local").await;
+    let (mut remote, local) = clients(&env, "big", "e2e/out/#", QoS::AtLeastOnce).await;
     local
         .publish(
             "e2e/out/big",

@@ -7,24 +7,9 @@ use super::*;
 async fn unreachable_remote_is_retried_until_it_comes_up() {
     let env = Env::new("");
     let port = e4k_tests::free_port().unwrap();
-    let configs = setup::resolve(
-        &setup::yaml(1, BOTH_WAYS),
-        &env.secrets(),
-        port,
-        env.local.port(),
-        &env.pki.root_file,
-    );
+    let configs = resolve_to(&env, &setup::yaml(1, BOTH_WAYS), port, &env.pki.root_file);
     let bridge = start_bridge(&configs, run_options());
-    let readiness = bridge
-        .wait_for(|r| {
-            r.connections.iter().any(|c| {
-                c.last_error
-                    .as_deref()
-                    .is_some_and(|e| e.contains("connection refused"))
-            })
-        })
-        .await
-        .unwrap_or_else(|r| panic!("{r:#?}"));
+    let readiness = wait_for_error(&bridge, "connection refused").await;
     assert!(!readiness.ready);
     // Messages published meanwhile wait in the local broker's session for the bridge.
     let local = env.local_client("late-local").await;
@@ -64,15 +49,9 @@ async fn shutdown_drains_and_a_restart_resumes_from_the_session() {
     let configs = env.config(1, BOTH_WAYS);
     let bridge = start_bridge(&configs, run_options());
     bridge.ready().await;
-    let mut remote = env.remote_client("drain-remote").await;
-    remote.subscribe("e2e/out/#", QoS::AtLeastOnce).await;
-    let local = env.local_client("drain-local").await;
+    let (mut remote, local) = clients(&env, "drain", "e2e/out/#", QoS::AtLeastOnce).await;
     const N: usize = 300;
-    for i in 0..N {
-        local
-            .publish("e2e/out/seq", QoS::AtLeastOnce, false, format!("{i}"))
-            .await;
-    }
+    publish_numbers(&local, "e2e/out/seq", N).await;
     // Stop while messages are still flowing: what was taken is finished, the rest stays
     // queued in the local broker's persistent session.
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -103,13 +82,7 @@ async fn shutdown_drains_and_a_restart_resumes_from_the_session() {
 async fn protocol_v3_bridges_with_mqtt_3_1_1_sessions() {
     let env = Env::new("");
     let yaml = setup::yaml(1, BOTH_WAYS).replace("protocol: v5", "protocol: v3");
-    let configs = setup::resolve(
-        &yaml,
-        &env.secrets(),
-        env.remote.port(),
-        env.local.port(),
-        &env.pki.root_file,
-    );
+    let configs = resolve_to(&env, &yaml, env.remote.port(), &env.pki.root_file);
     let bridge = start_bridge(&configs, run_options());
     bridge.ready().await;
     for (broker, name) in [(&env.local, "local"), (&env.remote, "remote")] {
@@ -119,9 +92,7 @@ async fn protocol_v3_bridges_with_mqtt_3_1_1_sessions() {
             "the {name} broker did not see an MQTT 3.1.1 persistent session:\n{log}"
         );
     }
-    let mut remote = env.remote_client("v3-remote").await;
-    remote.subscribe("e2e/out/#", QoS::AtLeastOnce).await;
-    let mut local = env.local_client("v3-local").await;
+    let (mut remote, mut local) = clients(&env, "v3", "e2e/out/#", QoS::AtLeastOnce).await;
     local.subscribe("e2e/in/#", QoS::AtLeastOnce).await;
     let props = PublishProperties {
         user_properties: vec![("origin".into(), "test".into())],

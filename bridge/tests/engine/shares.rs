@@ -24,16 +24,7 @@ async fn share_members_publish_through_their_instance_main_session() {
     assert_eq!(configs[0].local_session_count(), 4);
     let bridge = start_bridge(&configs, run_options());
     bridge.ready().await;
-    let ids = |broker: &str| -> BTreeSet<String> {
-        bridge
-            .handle
-            .readiness()
-            .connections
-            .iter()
-            .filter(|c| c.broker == broker)
-            .map(|c| c.client_id.clone())
-            .collect()
-    };
+    let ids = |broker: &str| client_ids(&bridge, broker);
     assert_eq!(
         ids("remote"),
         BTreeSet::from(["e4k-0".into(), "e4k-1".into()])
@@ -48,9 +39,7 @@ async fn share_members_publish_through_their_instance_main_session() {
         ])
     );
 
-    let mut remote = env.remote_client("share-remote").await;
-    remote.subscribe("e2e/#", QoS::AtLeastOnce).await;
-    let local = env.local_client("share-local").await;
+    let (mut remote, local) = clients(&env, "share", "e2e/#", QoS::AtLeastOnce).await;
     const N: usize = 300;
     for i in 0..N {
         local
@@ -124,37 +113,18 @@ async fn share_members_with_their_own_remote_sessions_spread_the_route() {
         "  name: test-bridge\n",
         "  name: test-bridge\n  annotations:\n    e4k.dev/shared-subscription-sessions: both\n",
     );
-    let configs = setup::resolve(
-        &yaml,
-        &env.secrets(),
-        env.remote.port(),
-        env.local.port(),
-        &env.pki.root_file,
-    );
+    let configs = resolve_to(&env, &yaml, env.remote.port(), &env.pki.root_file);
     assert_eq!(configs[0].remote_session_counts(), (0, 3));
     let bridge = start_bridge(&configs, run_options());
     bridge.ready().await;
     let members: BTreeSet<String> = (0..3).map(|m| format!("e4k-share-{m}")).collect();
     for broker in ["local", "remote"] {
-        let ids: BTreeSet<String> = bridge
-            .handle
-            .readiness()
-            .connections
-            .iter()
-            .filter(|c| c.broker == broker)
-            .map(|c| c.client_id.clone())
-            .collect();
+        let ids = client_ids(&bridge, broker);
         assert_eq!(ids, members, "{broker}");
     }
-    let mut remote = env.remote_client("spread-remote").await;
-    remote.subscribe("e2e/#", QoS::AtLeastOnce).await;
-    let local = env.local_client("spread-local").await;
+    let (mut remote, local) = clients(&env, "spread", "e2e/#", QoS::AtLeastOnce).await;
     const N: usize = 300;
-    for i in 0..N {
-        local
-            .publish("e2e/share/seq", QoS::AtLeastOnce, false, format!("{i}"))
-            .await;
-    }
+    publish_numbers(&local, "e2e/share/seq", N).await;
     let mut seen = vec![0_u32; N];
     for _ in 0..N {
         let got = remote.recv().await;

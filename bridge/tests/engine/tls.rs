@@ -7,24 +7,14 @@ use super::*;
 async fn wrong_ca_is_reported_and_retried() {
     let env = Env::new("");
     let other = Pki::new(&env.dir.path().join("other-pki"), "other");
-    let configs = setup::resolve(
+    let configs = resolve_to(
+        &env,
         &setup::yaml(1, BOTH_WAYS),
-        &env.secrets(),
         env.remote.port(),
-        env.local.port(),
         &other.root_file,
     );
     let bridge = start_bridge(&configs, run_options());
-    let readiness = bridge
-        .wait_for(|r| {
-            r.connections.iter().any(|c| {
-                c.last_error
-                    .as_deref()
-                    .is_some_and(|e| e.contains("not signed by a trusted CA"))
-            })
-        })
-        .await
-        .unwrap_or_else(|r| panic!("{r:#?}"));
+    let readiness = wait_for_error(&bridge, "not signed by a trusted CA").await;
     assert!(!readiness.ready);
     bridge
         .wait_for(|_| {

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use e4k_tests::Mosquitto;
 use e4k_tests::bridge::metric;
 use e4k_tests::faults;
-use e4k_tests::process::{SeqSubscriber, ranges, readyz, signal, wait_until};
+use e4k_tests::process::{SeqSubscriber, readyz, signal, wait_until};
 use e4k_tests::proxy::{Mode, TcpProxy};
 
-use super::{LOCAL_DEFAULTS, Rig, WAIT, remote_lines, remote_pub};
+use super::{LOCAL_DEFAULTS, Rig, WAIT, assert_none_lost, remote_lines, remote_pub};
 
 /// Publishes a probe on the remote's `commands/probe` until `probes` counts one at the
 /// local end.
@@ -101,12 +101,7 @@ fn a_local_broker_restart_while_commands_flow_loses_nothing_and_keeps_the_remote
         lost_without.len(),
         missing.len()
     );
-    assert!(
-        missing.is_empty(),
-        "{} lost: {}\n{log}",
-        missing.len(),
-        ranges(&missing)
-    );
+    assert_none_lost(&missing, &log);
     // The remote session never went: the bridge kept acknowledging Event Grid.
     let remote_failures = metric(
         &metrics,
@@ -171,12 +166,7 @@ fn a_backlog_drains_at_a_pace_a_slower_consumer_keeps_up_with() {
         lost_unpaced.len(),
         missing.len()
     );
-    assert!(
-        missing.is_empty(),
-        "{} lost: {}\n{log}",
-        missing.len(),
-        ranges(&missing)
-    );
+    assert_none_lost(&missing, &log);
     // The pace is what saves them: drained as fast as the broker takes it, the backlog
     // overflows the consumer's queue of 1,000.
     assert!(

@@ -193,6 +193,17 @@ impl Rig {
 }
 
 /// `mosquitto_pub` toward the remote, with the test client's certificate.
+/// Asserts that no sequence number is `missing`, with the missing ranges and `log` otherwise.
+#[track_caller]
+fn assert_none_lost(missing: &[u64], log: &str) {
+    assert!(
+        missing.is_empty(),
+        "{} lost: {}\n{log}",
+        missing.len(),
+        e4k_tests::process::ranges(missing)
+    );
+}
+
 fn remote_pub(rig: &Rig) -> Command {
     let (cert, key) = rig.pki.tester();
     let mut command = Command::new("mosquitto_pub");

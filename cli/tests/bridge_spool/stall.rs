@@ -8,7 +8,7 @@ use std::time::Duration;
 use e4k_tests::bridge::metric;
 use e4k_tests::process::{http_get, ranges, signal, wait_until};
 
-use super::{Rig, WAIT, WINDOW};
+use super::{Rig, WAIT, WINDOW, assert_none_lost};
 
 /// What one stall run delivered.
 struct Outcome {
@@ -300,10 +300,5 @@ fn a_full_spool_blocks_without_loss_or_drops_exactly_what_it_counts() {
         0,
         "{metrics}"
     );
-    assert!(
-        blocked.missing.is_empty(),
-        "{} lost: {}\n{log}",
-        blocked.missing.len(),
-        ranges(&blocked.missing)
-    );
+    assert_none_lost(&blocked.missing, &log);
 }

@@ -35,11 +35,7 @@ fn server_profile_is_a_server_certificate() {
             "subjectAltName",
         ],
     );
-    assert!(
-        text.stdout.contains("DNS:localhost, IP Address:127.0.0.1"),
-        "{}",
-        text.stdout
-    );
+    assert_has(&text.stdout, "DNS:localhost, IP Address:127.0.0.1");
 }
 
 #[test]
@@ -60,11 +56,7 @@ fn bundle_holds_leaf_then_intermediate() {
             "pki/certs/root_ca.crt",
         ])
         .ok();
-    assert!(
-        run.stdout.contains("through 1 intermediate"),
-        "{}",
-        run.stdout
-    );
+    assert_has(&run.stdout, "through 1 intermediate");
 }
 
 #[test]

@@ -7,13 +7,7 @@ fn bad_input_is_one_line_naming_the_place() {
     let d = Dir::new();
     d.init_pki(&[]);
     d.create("leaf", &[]).ok();
-    let other = Dir::new();
-    other.init_pki(&[]);
-    std::fs::copy(
-        other.path("pki/secrets/intermediate_ca_key"),
-        d.path("other.key"),
-    )
-    .unwrap();
+    copy_from_new_pki(&[], "pki/secrets/intermediate_ca_key", &d.path("other.key"));
     std::fs::write(d.path("junk.crt"), "hello\n").unwrap();
 
     let line = d
@@ -103,24 +97,29 @@ fn bad_input_is_one_line_naming_the_place() {
     );
 }
 
+/// `e4k certs create ARGS --no-password --insecure` (keys in the clear) with the CA key's
+/// password in `E4K_PASSWORD`.
+fn create_unprotected(d: &Dir, args: &[&str]) -> util::Run {
+    let mut all = vec!["certs", "create"];
+    all.extend_from_slice(args);
+    all.extend(["--no-password", "--insecure"]);
+    d.e4k_env(&all, &[("E4K_PASSWORD", "e4k")])
+}
+
 #[test]
 fn bulk_issue_all_or_nothing() {
     let d = Dir::new();
     d.init_pki(&[]);
-    d.e4k_env(
+    create_unprotected(
+        &d,
         &[
-            "certs",
-            "create",
             "--count",
             "25",
             "--name-template",
             "device-{n}",
             "--out-dir",
             "devices",
-            "--no-password",
-            "--insecure",
         ],
-        &[("E4K_PASSWORD", "e4k")],
     )
     .ok();
     let files = std::fs::read_dir(d.path("devices")).unwrap().count();
@@ -135,40 +134,15 @@ fn bulk_issue_all_or_nothing() {
 
     // A names file with one name that already has files: nothing new is written.
     std::fs::write(d.path("names.txt"), "# fleet\nalpha\n\nbeta\ndevice-3\n").unwrap();
-    let line = d
-        .e4k_env(
-            &[
-                "certs",
-                "create",
-                "--names-file",
-                "names.txt",
-                "--out-dir",
-                "devices",
-                "--no-password",
-                "--insecure",
-            ],
-            &[("E4K_PASSWORD", "e4k")],
-        )
-        .fails(1);
+    let line =
+        create_unprotected(&d, &["--names-file", "names.txt", "--out-dir", "devices"]).fails(1);
     assert_eq!(
         line,
         "e4k: error: devices/device-3.pem already exists (use --force to overwrite it)"
     );
     assert!(!d.path("devices/alpha.pem").exists());
     std::fs::write(d.path("names.txt"), "alpha\nbeta\nalpha\n").unwrap();
-    let line = d
-        .e4k_env(
-            &[
-                "certs",
-                "create",
-                "--names-file",
-                "names.txt",
-                "--no-password",
-                "--insecure",
-            ],
-            &[("E4K_PASSWORD", "e4k")],
-        )
-        .fails(2);
+    let line = create_unprotected(&d, &["--names-file", "names.txt"]).fails(2);
     assert_eq!(
         line,
         "e4k: error: names.txt: line 3: \"alpha\" is listed twice"
@@ -179,14 +153,10 @@ fn bulk_issue_all_or_nothing() {
 fn help_documents_exit_codes_and_usage_errors_exit_2() {
     let d = Dir::new();
     let help = d.e4k(&["--help"]).ok();
-    assert!(help.stdout.contains("Exit status:"), "{}", help.stdout);
+    assert_has(&help.stdout, "Exit status:");
     assert!(help.stdout.contains("2  usage or configuration error"));
     assert_eq!(d.e4k(&["certs", "bogus"]).code, 2);
     assert_eq!(d.e4k(&["--output", "yaml", "certs", "check"]).code, 2);
     let completions = d.e4k(&["completions", "bash"]).ok();
-    assert!(
-        completions.stdout.contains("_e4k"),
-        "{}",
-        completions.stdout
-    );
+    assert_has(&completions.stdout, "_e4k");
 }

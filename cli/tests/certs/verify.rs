@@ -8,21 +8,13 @@ fn verify_explains_each_failed_check() {
     let d = Dir::new();
     d.init_pki(&[]);
     d.create("mqttbridge", &["--not-after", "10d"]).ok();
-    let foreign = Dir::new();
-    foreign.init_pki(&["--name", "foreign"]);
-    std::fs::copy(
-        foreign.path("pki/certs/intermediate_ca.crt"),
-        d.path("foreign.crt"),
-    )
-    .unwrap();
+    copy_from_new_pki(
+        &["--name", "foreign"],
+        "pki/certs/intermediate_ca.crt",
+        &d.path("foreign.crt"),
+    );
     // Another PKI of the same name: found by name, refused by signature.
-    let twin = Dir::new();
-    twin.init_pki(&[]);
-    std::fs::copy(
-        twin.path("pki/certs/intermediate_ca.crt"),
-        d.path("twin.crt"),
-    )
-    .unwrap();
+    copy_from_new_pki(&[], "pki/certs/intermediate_ca.crt", &d.path("twin.crt"));
     let run = d.e4k(&[
         "certs",
         "verify",
@@ -33,11 +25,9 @@ fn verify_explains_each_failed_check() {
         "1d",
     ]);
     assert_eq!(run.code, 1);
-    assert!(
-        run.stdout
-            .contains("FAIL chain        a signature in the path does not verify"),
-        "{}",
-        run.stdout
+    assert_has(
+        &run.stdout,
+        "FAIL chain        a signature in the path does not verify",
     );
 
     // The intermediate alone as trust anchor, as Event Grid holds it: passes but the expiry.
@@ -49,13 +39,9 @@ fn verify_explains_each_failed_check() {
         "pki/certs/intermediate_ca.crt",
     ]);
     assert_eq!(run.code, 1, "{run:#?}");
-    assert!(run.stdout.contains("ok   chain"), "{}", run.stdout);
-    assert!(run.stdout.contains("FAIL expiry"), "{}", run.stdout);
-    assert!(
-        run.stdout.contains("within the 30-day window; renew it"),
-        "{}",
-        run.stdout
-    );
+    assert_has(&run.stdout, "ok   chain");
+    assert_has(&run.stdout, "FAIL expiry");
+    assert_has(&run.stdout, "within the 30-day window; renew it");
     assert!(
         run.stdout.ends_with("1 of 5 checks failed\n"),
         "{}",
@@ -109,11 +95,7 @@ fn verify_explains_each_failed_check() {
         "pki/certs/root_ca.crt",
     ]);
     assert_eq!(run.code, 1);
-    assert!(
-        run.stdout.contains("this is a CA certificate"),
-        "{}",
-        run.stdout
-    );
+    assert_has(&run.stdout, "this is a CA certificate");
 }
 
 #[test]
@@ -138,11 +120,7 @@ fn check_flags_certificates_inside_the_window() {
     .ok();
     let run = d.e4k(&["certs", "check", "--dir", "pki", "--within", "30d"]);
     assert_eq!(run.code, 1, "{run:#?}");
-    assert!(
-        run.stdout.contains("EXPIRING  pki/soon.pem  CN=soon"),
-        "{}",
-        run.stdout
-    );
+    assert_has(&run.stdout, "EXPIRING  pki/soon.pem  CN=soon");
     assert!(
         run.stdout
             .ends_with("3 certificate(s), 1 expiring within 30 days or expired\n")

@@ -200,6 +200,12 @@ pub fn custom_jwt(d: &Dir, idp: &TokenIssuer) -> String {
     )
 }
 
+/// Writes [`jwt_bridge_yaml`] as `bridge.yaml` in `d`.
+pub fn write_jwt_bridge_yaml(d: &Dir, audience: &str, token_file: Option<&Path>) {
+    std::fs::write(d.path("bridge.yaml"), jwt_bridge_yaml(audience, token_file))
+        .expect("write bridge.yaml");
+}
+
 /// The seed's `bridge.yaml` with `systemAssignedManagedIdentity` for `audience` instead of
 /// x509 (OAUTH2-JWT), or with the token file annotation too (CUSTOM-JWT from `token_file`).
 pub fn jwt_bridge_yaml(audience: &str, token_file: Option<&Path>) -> String {

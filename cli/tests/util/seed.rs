@@ -5,14 +5,12 @@
 //! anomalies arrive as alerts through the shared subscription) and the bridge's `/readyz` and
 //! `/metrics` after them.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use e4k_tests::bridge::metric;
-use e4k_tests::process::{http_get, wait_until};
+use e4k_tests::process::{LineSubscriber, http_get, wait_until};
 
 use super::bridge::BridgeProcess;
 
@@ -47,69 +45,6 @@ impl Cloud {
             args.push(path.display().to_string());
         }
         args
-    }
-}
-
-/// `mosquitto_sub -d ARGS`, line-buffered (stdbuf), its output collected as it comes so that
-/// a test sees when it has subscribed.
-pub struct Subscriber {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Subscriber {
-    pub fn start<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]) -> Self {
-        let mut child = Command::new("stdbuf")
-            .args(["-oL", "mosquitto_sub", "-d"])
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("mosquitto_sub (mosquitto-clients) and stdbuf (coreutils)");
-        let stdout = child.stdout.take().expect("stdout");
-        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
-        let sink = Arc::clone(&lines);
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().expect("lines").push(line);
-            }
-        });
-        let subscriber = Self {
-            child,
-            lines,
-            reader: Some(reader),
-        };
-        wait_until("mosquitto_sub subscribed", WAIT, || {
-            subscriber
-                .lines()
-                .iter()
-                .any(|l| l.starts_with("Subscribed"))
-        });
-        subscriber
-    }
-
-    /// Its output so far.
-    pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().expect("lines").clone()
-    }
-
-    /// Waits until it exits (its `-C`/`-W`), returns its output.
-    pub fn finish(mut self) -> Vec<String> {
-        self.child.wait().expect("mosquitto_sub");
-        if let Some(reader) = self.reader.take() {
-            reader.join().expect("reader");
-        }
-        self.lines()
-    }
-}
-
-impl Drop for Subscriber {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -192,7 +127,7 @@ impl Walkthrough<'_> {
             .to_vec();
         args.extend(self.local());
         args.extend(["-C", "1", "-W", "20"].map(str::to_owned));
-        let sub = Subscriber::start(self.dir, &args);
+        let sub = LineSubscriber::start(self.dir, &args);
         let publish = Command::new("mosquitto_pub")
             .args(["-q", "1", "-t", "command", "-d", "-V", "mqttv5"])
             .args(["-m", "this is a command from the cloud!", "-i", "mosquitto"])
@@ -231,7 +166,7 @@ impl Walkthrough<'_> {
     /// emulator's broker keeps only 100 messages beyond a session's in-flight window, so a
     /// subscriber announcing 20 that falls 120 messages behind the 1,000 alerts loses QoS 1
     /// messages there, which Event Grid does not document (emulator/README.md).
-    fn cloud_sub(&self, topic: &str, count: usize, verbose: bool) -> Subscriber {
+    fn cloud_sub(&self, topic: &str, count: usize, verbose: bool) -> LineSubscriber {
         let mut args: Vec<String> = [
             "-q",
             "1",
@@ -250,7 +185,7 @@ impl Walkthrough<'_> {
             args.push("-v".into());
         }
         args.extend(self.cloud.args());
-        Subscriber::start(self.dir, &args)
+        LineSubscriber::start(self.dir, &args)
     }
 
     /// Two publishers on the factory broker send 5 messages each; all 10 arrive in the cloud.

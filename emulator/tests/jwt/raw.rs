@@ -1,11 +1,12 @@
 //! A raw MQTT 5 client over TLS without a client certificate: CONNECT with enhanced
 //! authentication, AUTH, PUBLISH, SUBSCRIBE, PINGREQ written by hand (rumqttc 0.25 cannot send
-//! AUTH), and whole packets read back.
+//! AUTH; the bytes from `e4k_tests::wire`), and whole packets read back.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use e4k_emulator::RunningEmulator;
+use e4k_tests::wire;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -23,37 +24,11 @@ pub(crate) const PINGRESP: u8 = 0xD0;
 pub(crate) const DISCONNECT: u8 = 0xE0;
 pub(crate) const AUTH: u8 = 0xF0;
 
-fn varint(mut value: usize, out: &mut Vec<u8>) {
-    loop {
-        let mut byte = (value % 128) as u8;
-        value /= 128;
-        if value > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if value == 0 {
-            return;
-        }
-    }
-}
-
-fn string(bytes: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&u16::try_from(bytes.len()).unwrap().to_be_bytes());
-    out.extend_from_slice(bytes);
-}
-
-fn packet(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    varint(body.len(), &mut out);
-    out.extend_from_slice(body);
-    out
-}
-
 fn auth_properties(method: &str, token: &str) -> Vec<u8> {
     let mut props = vec![0x15];
-    string(method.as_bytes(), &mut props);
+    wire::string(method.as_bytes(), &mut props);
     props.push(0x16);
-    string(token.as_bytes(), &mut props);
+    wire::string(token.as_bytes(), &mut props);
     props
 }
 
@@ -66,38 +41,38 @@ pub(crate) fn connect(client_id: &str, method: &str, token: &str) -> Vec<u8> {
     } else {
         auth_properties(method, token)
     };
-    varint(props.len(), &mut body);
+    wire::varint(props.len(), &mut body);
     body.extend_from_slice(&props);
-    string(client_id.as_bytes(), &mut body);
-    packet(0x10, &body)
+    wire::string(client_id.as_bytes(), &mut body);
+    wire::packet(0x10, &body)
 }
 
 /// An AUTH with `reason` (0x19 re-authenticate), `method` and `token`.
 pub(crate) fn auth(reason: u8, method: &str, token: &str) -> Vec<u8> {
     let props = auth_properties(method, token);
     let mut body = vec![reason];
-    varint(props.len(), &mut body);
+    wire::varint(props.len(), &mut body);
     body.extend_from_slice(&props);
-    packet(AUTH, &body)
+    wire::packet(AUTH, &body)
 }
 
 /// A QoS 1 PUBLISH.
 pub(crate) fn publish(topic: &str, id: u16, payload: &[u8]) -> Vec<u8> {
     let mut body = Vec::new();
-    string(topic.as_bytes(), &mut body);
+    wire::string(topic.as_bytes(), &mut body);
     body.extend_from_slice(&id.to_be_bytes());
     body.push(0); // no properties
     body.extend_from_slice(payload);
-    packet(PUBLISH | 0x02, &body)
+    wire::packet(PUBLISH | 0x02, &body)
 }
 
 /// A SUBSCRIBE of one filter at QoS 1.
 pub(crate) fn subscribe(id: u16, filter: &str) -> Vec<u8> {
     let mut body = id.to_be_bytes().to_vec();
     body.push(0);
-    string(filter.as_bytes(), &mut body);
+    wire::string(filter.as_bytes(), &mut body);
     body.push(0x01);
-    packet(0x82, &body)
+    wire::packet(0x82, &body)
 }
 
 pub(crate) fn pingreq() -> Vec<u8> {

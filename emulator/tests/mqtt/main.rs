@@ -1,6 +1,7 @@
 //! The MQTT data plane against a real mosquitto and real TLS: the e4k seed is created through
-//! the emulator's ARM API, client certificates come from `e4k_provisioning::certs`, and
-//! clients are rumqttc (v5 and v3.1.1) and the mosquitto command-line tools.
+//! the emulator's ARM API, client certificates come from the e4k-tests PKI
+//! ([`e4k_tests::pki::Pki`]), and clients are rumqttc (v5 and v3.1.1) and the mosquitto
+//! command-line tools.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -9,10 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use e4k_emulator::{Emulator, EmulatorConfig, MqttConfig, PublishLimit, RunningEmulator};
-use e4k_provisioning::certs::{
-    self, CertificateAuthority, InitOptions, KeyFormat, KeyProtection, KeyType, LeafOutput,
-    LeafSpec, NotAfter, Profile,
-};
+use e4k_provisioning::certs;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet, PubAckReason};
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
@@ -32,8 +30,8 @@ const ARRIVAL: Duration = Duration::from_secs(5);
 
 // ---- certificates ----
 
-/// The seed PKI (root + intermediate) and client certificates issued by the intermediate, plus
-/// a foreign CA's certificate; made once for all tests.
+/// The seed PKI (root + intermediate, the e4k-tests fixture) and client certificates issued
+/// by the intermediate, plus a foreign CA's certificate; made once for all tests.
 struct Pki {
     _dir: tempfile::TempDir,
     root: PathBuf,
@@ -52,73 +50,31 @@ impl Pki {
     }
 }
 
-fn init_ca(dir: &Path, name: &str) -> CertificateAuthority {
-    let report = certs::init(&InitOptions {
-        dir: dir.to_owned(),
-        name: name.into(),
-        key_type: KeyType::EcP256,
-        root_not_after: NotAfter::parse("48h").unwrap(),
-        intermediate_not_after: NotAfter::parse("24h").unwrap(),
-        protection: KeyProtection::Plaintext,
-        force: false,
-    })
-    .unwrap();
-    CertificateAuthority::load(
-        &report.files.intermediate_cert,
-        &report.files.intermediate_key,
-        None,
-        "",
-    )
-    .unwrap()
-}
-
-fn issue(ca: &CertificateAuthority, out: &Path, names: &[(&str, &str)]) {
-    let jobs: Vec<_> = names
-        .iter()
-        .map(|(cn, file)| {
-            (
-                LeafSpec {
-                    name: (*cn).into(),
-                    sans: Vec::new(),
-                    profile: Profile::Client,
-                    key_type: KeyType::EcP256,
-                    not_after: NotAfter::parse("12h").unwrap(),
-                    key_format: KeyFormat::Pkcs8,
-                    protection: KeyProtection::Plaintext,
-                },
-                LeafOutput {
-                    cert: out.join(format!("{file}.crt")),
-                    key: out.join(format!("{file}.key")),
-                    bundle: true,
-                },
-            )
-        })
-        .collect();
-    ca.issue_to_files(&jobs, false, &|| {}).unwrap();
-}
-
 fn pki() -> &'static Pki {
     static PKI: OnceLock<Pki> = OnceLock::new();
     PKI.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let seed = init_ca(&dir.path().join("pki"), "e4k");
+        let seed = e4k_tests::pki::Pki::new(&dir.path().join("pki"), "e4k");
+        let foreign = e4k_tests::pki::Pki::new(&dir.path().join("foreign"), "foreign");
         let clients = dir.path().join("clients");
-        issue(
-            &seed,
-            &clients,
-            &[
-                ("mqttbridge", "mqttbridge"),
-                ("mosquitto", "mosquitto"),
-                ("intruder", "intruder"),
-                ("sleeper", "sleeper"),
-            ],
-        );
-        let foreign = init_ca(&dir.path().join("foreign"), "foreign");
-        issue(&foreign, &clients, &[("mosquitto", "foreign-mosquitto")]);
-        let layout = certs::PkiLayout::new(&dir.path().join("pki"));
+        std::fs::create_dir_all(&clients).unwrap();
+        for (ca, cn, file) in [
+            (&seed, "mqttbridge", "mqttbridge"),
+            (&seed, "mosquitto", "mosquitto"),
+            (&seed, "intruder", "intruder"),
+            (&seed, "sleeper", "sleeper"),
+            (&foreign, "mosquitto", "foreign-mosquitto"),
+        ] {
+            ca.write_client_pem(
+                cn,
+                &clients.join(format!("{file}.crt")),
+                &clients.join(format!("{file}.key")),
+            )
+            .unwrap();
+        }
         Pki {
-            root: layout.root_cert,
-            intermediate: layout.intermediate_cert,
+            root: seed.root_file.clone(),
+            intermediate: seed.intermediate_file(),
             dir: clients,
             _dir: dir,
         }

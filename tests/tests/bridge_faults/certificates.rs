@@ -5,18 +5,7 @@ use super::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaced_certificate_files_are_used_at_the_next_reconnect() {
     let env = Env::new();
-    let proxy = TcpProxy::start(SocketAddr::from(([127, 0, 0, 1], env.remote.port()))).unwrap();
-    let bridge = start(
-        &env.config("e4k", OUT_ROUTE, proxy.addr().port()),
-        run_options(),
-    );
-    bridge.ready().await;
-    let subscriber = Subscriber::start(
-        env.remote_options("rotate-sub", env.remote.port()),
-        TOPIC,
-        WAIT,
-    )
-    .await;
+    let (proxy, bridge, subscriber) = behind_proxy(&env, "rotate-sub").await;
     let publisher = publish_sequence(env.local.port(), "rotate-pub").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     // cert-manager renews the secret: a new key and certificate, here with another name so

@@ -112,6 +112,24 @@ fn start(configs: &[BridgeConfig], options: RunOptions) -> Running {
     Running::start(configs, options).unwrap().with_wait(WAIT)
 }
 
+/// A ready bridge (prefix `e4k`, [`OUT_ROUTE`]) reaching `env`'s remote through a
+/// [`TcpProxy`], and a subscriber `subscriber_id` to [`TOPIC`] on the remote.
+async fn behind_proxy(env: &Env, subscriber_id: &str) -> (TcpProxy, Running, Subscriber) {
+    let proxy = TcpProxy::start(SocketAddr::from(([127, 0, 0, 1], env.remote.port()))).unwrap();
+    let bridge = start(
+        &env.config("e4k", OUT_ROUTE, proxy.addr().port()),
+        run_options(),
+    );
+    bridge.ready().await;
+    let subscriber = Subscriber::start(
+        env.remote_options(subscriber_id, env.remote.port()),
+        TOPIC,
+        WAIT,
+    )
+    .await;
+    (proxy, bridge, subscriber)
+}
+
 fn run_options() -> RunOptions {
     let mut options = e4k_tests::bridge::fast_run_options();
     options.receive_maximum = Some(WINDOW);

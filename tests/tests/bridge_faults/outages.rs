@@ -6,18 +6,7 @@ use super::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_network_cut_is_detected_by_keep_alive_and_nothing_is_lost() {
     let env = Env::new();
-    let proxy = TcpProxy::start(SocketAddr::from(([127, 0, 0, 1], env.remote.port()))).unwrap();
-    let bridge = start(
-        &env.config("e4k", OUT_ROUTE, proxy.addr().port()),
-        run_options(),
-    );
-    bridge.ready().await;
-    let subscriber = Subscriber::start(
-        env.remote_options("cut-sub", env.remote.port()),
-        TOPIC,
-        WAIT,
-    )
-    .await;
+    let (proxy, bridge, subscriber) = behind_proxy(&env, "cut-sub").await;
     let publisher = publish_sequence(env.local.port(), "cut-pub").await;
 
     // Mid-stream, the path to the remote goes silent: no FIN, no RST, bytes vanish.
@@ -118,18 +107,7 @@ async fn local_broker_restart_with_persistence_loses_nothing() {
     env.local = Mosquitto::start_on(local_port, &faults::local_listener(Some(&store))).unwrap();
     // The remote is behind a proxy, so that the bridge can be made to hold messages it has
     // not forwarded yet when the local broker restarts.
-    let proxy = TcpProxy::start(SocketAddr::from(([127, 0, 0, 1], env.remote.port()))).unwrap();
-    let bridge = start(
-        &env.config("e4k", OUT_ROUTE, proxy.addr().port()),
-        run_options(),
-    );
-    bridge.ready().await;
-    let subscriber = Subscriber::start(
-        env.remote_options("restart-sub", env.remote.port()),
-        TOPIC,
-        WAIT,
-    )
-    .await;
+    let (proxy, bridge, subscriber) = behind_proxy(&env, "restart-sub").await;
 
     // 6 s of stream, every message acknowledged by the local broker. From its 3rd second the
     // path to the remote is silent: the bridge's window fills with forwards the remote never
