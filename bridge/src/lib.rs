@@ -12,6 +12,7 @@
 //!   and disconnects on shutdown.
 //! - [`spool`]: the durable store-and-forward spool (`--spool-dir`) and
 //!   [`spool::inspect`].
+//! - [`units`]: quantities on the command line (`10s`, `1GiB`): one "number + unit" parser.
 //! - [`error`]: [`BridgeError`], for input that cannot be read or parsed and for failures to
 //!   start.
 //!
@@ -34,6 +35,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod spool;
+pub mod units;
 
 pub use engine::{Bridge, BridgeHandle, RunOptions};
 pub use error::BridgeError;
