@@ -32,6 +32,7 @@ pub(crate) mod record;
 pub(crate) mod segment;
 
 mod inspect;
+mod report;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
