@@ -5,7 +5,7 @@ use e4k_bridge::config::{self, Severity};
 use e4k_bridge::engine::{EntraCredential, RetainPolicy};
 use e4k_bridge::spool::WhenFull;
 use e4k_bridge::{Bridge, BridgeError, RunSettings};
-use e4k_provisioning::eventgrid::credential;
+use e4k_provisioning::eventgrid::{credential, session};
 use std::process::ExitCode;
 
 use super::{RetainArg, RunArgs, WhenFullArg};
@@ -53,8 +53,11 @@ pub(super) fn run_bridge(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode
     };
     settings.spool_drain_rate = args.spool_drain_rate;
     let entra = if e4k_bridge::run_options::needs_entra_credential(&resolved.bridges) {
-        let choice =
-            crate::cmd::eventgrid::credential_choice(args.token_env.as_deref(), &args.credential)?;
+        let choice = session::credential_choice(
+            args.token_env.as_deref(),
+            &args.credential,
+            &credential::process_env,
+        )?;
         // `E4K_ARM_TOKEN` is a token for ARM: `auto` must not send it to Event Grid's MQTT
         // broker (`--token-env` names a data-plane token explicitly).
         let env = |name: &str| {
