@@ -8,7 +8,7 @@
 //!   [`LeafTemplate`] builds the list of leaves (`e4k certs create`'s jobs).
 //! - [`inspect`](inspect::inspect) shows a certificate and what each Event Grid validation
 //!   scheme reads from it; [`verify`](verify::verify) validates the path as a TLS peer would
-//!   (rustls-webpki) and runs the Event Grid preflight; [`check_expiry`](check::check_expiry)
+//!   (rustls-webpki) and runs the Event Grid preflight; [`check_expiry`]
 //!   lists certificates under a directory with the days they have left.
 //!
 //! Every file is written all-or-nothing, private keys with mode `0600`, and nothing is
