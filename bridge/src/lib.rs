@@ -12,6 +12,9 @@
 //!   and disconnects on shutdown.
 //! - [`spool`]: the durable store-and-forward spool (`--spool-dir`) and
 //!   [`spool::inspect`].
+//! - [`run_options`]: `e4k bridge run`'s flags ([`RunSettings`]) into the engine's
+//!   [`RunOptions`].
+//! - [`units`]: quantities on the command line (`10s`, `1GiB`): one "number + unit" parser.
 //! - [`error`]: [`BridgeError`], for input that cannot be read or parsed and for failures to
 //!   start.
 //!
@@ -33,7 +36,10 @@
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod run_options;
 pub mod spool;
+pub mod units;
 
 pub use engine::{Bridge, BridgeHandle, RunOptions};
 pub use error::BridgeError;
+pub use run_options::RunSettings;

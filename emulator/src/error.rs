@@ -71,6 +71,16 @@ pub enum EmulatorError {
         reason: String,
     },
 
+    /// A command-line option is not valid (see
+    /// [`EmulatorConfig::from_options`](crate::EmulatorConfig::from_options)).
+    #[error("{option}: {reason}")]
+    InvalidOption {
+        /// The flag, with its value when that helps (e.g. `--token-env VAR`).
+        option: String,
+        /// Why it is refused.
+        reason: String,
+    },
+
     /// The configuration is inconsistent.
     #[error("invalid emulator configuration: {reason}")]
     Config {
@@ -145,4 +155,12 @@ pub enum EmulatorError {
         #[source]
         source: tokio::task::JoinError,
     },
+}
+
+impl EmulatorError {
+    /// Whether the error is the caller's input (exit code 2 in `e4k`): an invalid option.
+    #[must_use]
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Self::InvalidOption { .. })
+    }
 }

@@ -26,7 +26,8 @@
 //! - [`server`] holds [`Emulator`] (bind, run with a `CancellationToken`, start in the background)
 //!   and [`RunningEmulator`] (address, stats, request log, shutdown).
 //! - [`config`] holds [`EmulatorConfig`], [`FaultConfig`], [`Quotas`], [`MqttConfig`],
-//!   [`IdentityConfig`].
+//!   [`IdentityConfig`]; [`options`] holds [`EmulatorOptions`] (the command line's flags) and
+//!   [`EmulatorConfig::from_options`].
 //! - [`identity`] holds the local token issuer ([`TokenIssuer`], [`TokenRequest`]), the
 //!   managed-identity endpoint `azure_identity` can use, and the Event Grid [`DataRole`]s.
 //! - [`spec`] holds the embedded OpenAPI specs and the body validator, usable on its own.
@@ -50,6 +51,7 @@ pub mod demo;
 mod error;
 pub mod identity;
 pub mod mosquitto;
+pub mod options;
 pub mod server;
 pub mod spec;
 pub mod stats;
@@ -66,5 +68,6 @@ pub use config::{EmulatorConfig, FaultConfig, IdentityConfig, MqttConfig, Publis
 pub use e4k_provisioning::eventgrid::kind::ResourceKind;
 pub use error::EmulatorError;
 pub use identity::{DataRole, TokenIssuer, TokenRequest};
+pub use options::EmulatorOptions;
 pub use server::{Emulator, RunningEmulator};
 pub use stats::{CapturedRequest, MqttClientStats, Stats, Verb};

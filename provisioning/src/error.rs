@@ -20,6 +20,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A command-line option is not valid (an unknown name, a malformed URL).
+    #[error("{option}: {reason}")]
+    InvalidOption {
+        /// The flag and its value as given, e.g. `--credential "x"`.
+        option: String,
+        /// Why it is refused and what is expected.
+        reason: String,
+    },
+
     /// A file could not be read.
     #[error("cannot read {}", path.display())]
     Read {
@@ -188,6 +197,7 @@ impl Error {
         matches!(
             self,
             Self::InvalidInput { .. }
+                | Self::InvalidOption { .. }
                 | Self::Read { .. }
                 | Self::BadFile { .. }
                 | Self::Spec { .. }

@@ -5,7 +5,7 @@
 //! The unit of work is a *link*: a client session on a route's source broker and the
 //! session on the other broker that publishes what it receives. Each source session has its
 //! own ordering, acknowledgement gate and in-flight window; a destination session may
-//! publish for several source sessions (see [`conn`]).
+//! publish for several source sessions (see `conn`).
 //!
 //! - Instance `k`'s **main link** (`{prefix}-{k}`, the same client ID on both brokers)
 //!   carries every route without a shared subscription, in both directions: each session
@@ -29,12 +29,12 @@
 //!
 //! # Sessions
 //!
-//! Sessions speak MQTT 5, or MQTT 3.1.1 with `protocol: v3` (see [`mqtt`] for what 3.1.1
+//! Sessions speak MQTT 5, or MQTT 3.1.1 with `protocol: v3` (see `mqtt` for what 3.1.1
 //! leaves out: properties, No Local, Receive Maximum, session expiry, enhanced
 //! authentication). Every session is persistent (Clean Start off, the configured session expiry),
 //! announce a Receive Maximum (the in-flight window) and a maximum packet size, and use
 //! manual acknowledgements: a message is acknowledged to its source only after the
-//! destination acknowledged it, in arrival order (see [`conn`]). Subscriptions use No Local
+//! destination acknowledged it, in arrival order (see `conn`). Subscriptions use No Local
 //! on the main links (a session never receives what it published itself; shared
 //! subscriptions cannot use it, so the `e4k-hops` user property is the loop guard there),
 //! Retain As Published, and "send retained messages on new subscriptions only", and are made

@@ -12,7 +12,7 @@
 //! `DIR/lock` is held (`flock`) by the running bridge; a second bridge on the same directory
 //! is refused. `DIR/queues/<queue>/` holds one queue per destination session
 //! (`<bridge>~<broker>~<client id>`, percent-encoded), each a directory of segment files
-//! (see [`segment`] and [`record`] for the format). Why a segment log rather than an embedded
+//! (see `segment` and `record` for the format). Why a segment log rather than an embedded
 //! database: the access pattern is a FIFO (append at the tail, delete at the head), which a log
 //! does with one write and one `fdatasync` per batch, whole-file deletes and no compaction, and
 //! whose torn tail after a crash is detected by checksums and cut off (docs/BENCHMARKS.md has
@@ -32,6 +32,7 @@ pub(crate) mod record;
 pub(crate) mod segment;
 
 mod inspect;
+mod report;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -160,13 +161,8 @@ impl SpoolOptions {
 /// A message naming the text and the accepted forms.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size; use e.g. 1GiB, 512MiB or 1000000"))?;
+    let (value, unit) = crate::units::split_quantity(text)
+        .ok_or_else(|| format!("`{text}` is not a size; use e.g. 1GiB, 512MiB or 1000000"))?;
     let multiplier: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,

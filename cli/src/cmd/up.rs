@@ -90,10 +90,7 @@ pub(crate) fn run(args: UpArgs, out: &Output) -> anyhow::Result<ExitCode> {
             bridge_path.display()
         )));
     };
-    let password = match std::env::var("E4K_PASSWORD") {
-        Ok(p) if !p.is_empty() => Some(Password::new(p)?),
-        _ => None,
-    };
+    let password = Password::from_file_or_env(None, "E4K_PASSWORD")?;
     let ca_protection = match (&password, args.no_password) {
         (_, true) => KeyProtection::Plaintext,
         (Some(p), false) => KeyProtection::Encrypted(p.clone()),

@@ -4,10 +4,11 @@
 //! - [`init`] makes a root CA (path length 1) and an intermediate CA (path length 0) in
 //!   `step`'s layout ([`PkiLayout`]), with keys encrypted as PKCS#8 PBES2.
 //! - [`CertificateAuthority`] loads a CA (its key possibly encrypted, also in `step`'s legacy
-//!   format) and issues client or server leaves, one or thousands at a time, in parallel.
+//!   format) and issues client or server leaves, one or thousands at a time, in parallel;
+//!   [`LeafTemplate`] builds the list of leaves (`e4k certs create`'s jobs).
 //! - [`inspect`](inspect::inspect) shows a certificate and what each Event Grid validation
 //!   scheme reads from it; [`verify`](verify::verify) validates the path as a TLS peer would
-//!   (rustls-webpki) and runs the Event Grid preflight; [`check_expiry`](check::check_expiry)
+//!   (rustls-webpki) and runs the Event Grid preflight; [`check_expiry`]
 //!   lists certificates under a directory with the days they have left.
 //!
 //! Every file is written all-or-nothing, private keys with mode `0600`, and nothing is
@@ -17,6 +18,7 @@ mod check;
 mod duration;
 pub(crate) mod files;
 mod inspect;
+mod jobs;
 mod key;
 mod leaf;
 mod names;
@@ -26,6 +28,7 @@ mod verify;
 pub use check::{ExpiryEntry, ExpiryReport, ExpiryStatus, check_expiry};
 pub use duration::{NotAfter, parse_duration};
 pub use inspect::{CertInfo, EventGridView, KeyInfo, SanList, inspect};
+pub use jobs::LeafTemplate;
 pub use key::{KeyFormat, KeyProtection, KeyType, PBKDF2_ROUNDS, Password, load_key};
 pub use leaf::{CertificateAuthority, LeafOutput, LeafReport, LeafSpec, Profile, San};
 pub use names::{check_file_name, names_from_file, names_from_template};

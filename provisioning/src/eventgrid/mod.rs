@@ -6,6 +6,7 @@
 //! - [`assertion`]: service principal certificate credentials (RS256 client assertions).
 //! - [`credential`]: access tokens: Azure CLI / developer tools, service principal, workload and
 //!   managed identity (azure_identity), or a static token for the emulator.
+//! - [`session`]: the ARM flags ([`session::ArmOptions`]) into a credential and an ARM client.
 //! - [`spec`]: the YAML spec file (`templates/eventgrid.yaml` is the seed's whole setup).
 //! - [`validate`]: static validation with spec paths, before any network call.
 //! - [`kind`]: [`kind::ResourceKind`], the resource types and their ARM names (shared with the
@@ -32,5 +33,6 @@ pub mod plan;
 pub mod rbac;
 pub mod render;
 pub mod rules;
+pub mod session;
 pub mod spec;
 pub mod validate;

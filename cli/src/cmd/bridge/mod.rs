@@ -13,6 +13,7 @@ use e4k_bridge::config::resolve::{DEFAULT_CONFIGMAPS_DIR, DEFAULT_SECRETS_DIR};
 use e4k_bridge::config::{self, ConfigOptions, RawConfig, Report};
 use e4k_bridge::engine::{DEFAULT_HOP_LIMIT, DEFAULT_METRICS_LISTEN};
 use e4k_bridge::spool::{self, DrainRate};
+use e4k_bridge::units::parse_duration;
 use serde::Serialize;
 
 use crate::output::{Output, usage};
@@ -185,30 +186,6 @@ pub(crate) struct RunArgs {
     token_env: Option<String>,
 }
 
-/// Parses `500ms`, `10s`, `2m`, `1h` (a bare number is seconds).
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration; use e.g. 500ms, 10s, 2m or 1h"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "unknown unit `{unit}` in `{text}`; use ms, s, m or h"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
-}
-
 pub(crate) fn run(command: BridgeCommand, out: &Output) -> anyhow::Result<ExitCode> {
     match command {
         BridgeCommand::Run(args) => run::run_bridge(args, out),
@@ -262,20 +239,4 @@ fn validate(args: &ConfigArgs, out: &Output) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("10d").is_err());
-        assert!(parse_duration("x").is_err());
-    }
 }

@@ -1,11 +1,11 @@
-//! `e4k bridge run`: resolve the configuration, report its file problems, build the run
-//! options (spool, Entra ID credential, backoff) and run the bridge until a signal.
+//! `e4k bridge run`: resolve the configuration, report its file problems, map the flags to
+//! [`RunSettings`] (plus the Entra ID credential) and run the bridge until a signal.
 
-use e4k_bridge::config::{self, LogLevel, Severity};
-use e4k_bridge::engine::{BackoffPolicy, RetainPolicy};
-use e4k_bridge::spool::{SpoolOptions, WhenFull};
-use e4k_bridge::{Bridge, BridgeError, RunOptions};
-use e4k_provisioning::eventgrid::credential;
+use e4k_bridge::config::{self, Severity};
+use e4k_bridge::engine::{EntraCredential, RetainPolicy};
+use e4k_bridge::spool::WhenFull;
+use e4k_bridge::{Bridge, BridgeError, RunSettings};
+use e4k_provisioning::eventgrid::{credential, session};
 use std::process::ExitCode;
 
 use super::{RetainArg, RunArgs, WhenFullArg};
@@ -24,17 +24,7 @@ pub(super) fn run_bridge(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode
     })?;
     let full = config::validate(&raw, &args.config.options(true));
 
-    let level = if !out.progress_allowed() {
-        "error"
-    } else if resolved
-        .bridges
-        .iter()
-        .any(|b| b.log_level == LogLevel::Debug)
-    {
-        "debug"
-    } else {
-        "info"
-    };
+    let level = e4k_bridge::run_options::log_filter(&resolved.bridges, !out.progress_allowed());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let subscriber = tracing_subscriber::fmt()
@@ -44,35 +34,30 @@ pub(super) fn run_bridge(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode
         .finish();
     let dispatch = tracing::Dispatch::new(subscriber);
 
-    let mut options = RunOptions::default();
-    options.instance = args.instance_index;
-    options.metrics_listen = Some(args.metrics_listen);
-    options.retain = match args.retain {
+    let mut settings = RunSettings::new(args.metrics_listen);
+    settings.instance = args.instance_index;
+    settings.retain = match args.retain {
         RetainArg::Keep => RetainPolicy::Keep,
         RetainArg::Drop => RetainPolicy::Drop,
     };
-    options.hop_limit = args.hop_limit;
-    options.receive_maximum = args.receive_maximum;
-    options.drain_timeout = args.drain_timeout;
-    options.spool = args.spool_dir.clone().map(|dir| {
-        let mut spool = SpoolOptions::new(dir);
-        spool.max_bytes = args.spool_max_bytes;
-        spool.when_full = match args.spool_when_full {
-            WhenFullArg::Block => WhenFull::Block,
-            WhenFullArg::DropOldest => WhenFull::DropOldest,
-        };
-        spool.drain_rate = args.spool_drain_rate;
-        spool
-    });
-    let entra = resolved.bridges.iter().any(|b| {
-        matches!(
-            b.remote.authentication,
-            config::Authentication::EntraToken { .. }
-        )
-    });
-    if entra {
-        let choice =
-            crate::cmd::eventgrid::credential_choice(args.token_env.as_deref(), &args.credential)?;
+    settings.hop_limit = args.hop_limit;
+    settings.receive_maximum = args.receive_maximum;
+    settings.drain_timeout = args.drain_timeout;
+    settings.reconnect_initial = args.reconnect_initial;
+    settings.reconnect_max = args.reconnect_max;
+    settings.spool_dir = args.spool_dir.clone();
+    settings.spool_max_bytes = args.spool_max_bytes;
+    settings.spool_when_full = match args.spool_when_full {
+        WhenFullArg::Block => WhenFull::Block,
+        WhenFullArg::DropOldest => WhenFull::DropOldest,
+    };
+    settings.spool_drain_rate = args.spool_drain_rate;
+    let entra = if e4k_bridge::run_options::needs_entra_credential(&resolved.bridges) {
+        let choice = session::credential_choice(
+            args.token_env.as_deref(),
+            &args.credential,
+            &credential::process_env,
+        )?;
         // `E4K_ARM_TOKEN` is a token for ARM: `auto` must not send it to Event Grid's MQTT
         // broker (`--token-env` names a data-plane token explicitly).
         let env = |name: &str| {
@@ -80,14 +65,11 @@ pub(super) fn run_bridge(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode
                 .then(|| credential::process_env(name))
                 .flatten()
         };
-        let credential = credential::build(&choice, &env)?;
-        options.entra_credential = Some(e4k_bridge::engine::EntraCredential(credential));
-    }
-    options.backoff = BackoffPolicy {
-        initial: args.reconnect_initial,
-        max: args.reconnect_max.max(args.reconnect_initial),
-        ..BackoffPolicy::default()
+        Some(EntraCredential(credential::build(&choice, &env)?))
+    } else {
+        None
     };
+    let options = settings.run_options(entra);
 
     tracing::dispatcher::with_default(&dispatch, || {
         for problem in &full.problems {

@@ -15,48 +15,6 @@ pub(super) fn inspect(dir: &Path, out: &Output) -> anyhow::Result<ExitCode> {
         )));
     }
     let report: SpoolReport = spool::inspect(dir)?;
-    out.emit(&report, |w| {
-        writeln!(
-            w,
-            "{}: {} message(s), {} byte(s) in {} queue(s)",
-            report.dir,
-            report.messages,
-            report.bytes,
-            report.queues.len()
-        )?;
-        for queue in &report.queues {
-            writeln!(
-                w,
-                "  {}: {} message(s), {} byte(s), {} segment(s){}{}",
-                queue.name,
-                queue.messages,
-                queue.bytes,
-                queue.segments,
-                queue
-                    .oldest_age_secs
-                    .map(|a| format!(", oldest {a}s"))
-                    .unwrap_or_default(),
-                if queue.torn_tail {
-                    ", torn last record (cut off at the next start)"
-                } else {
-                    ""
-                }
-            )?;
-            for route in &queue.routes {
-                writeln!(
-                    w,
-                    "    route {}: {} message(s), {} byte(s){}",
-                    route.route,
-                    route.messages,
-                    route.bytes,
-                    route
-                        .oldest_age_secs
-                        .map(|a| format!(", oldest {a}s"))
-                        .unwrap_or_default()
-                )?;
-            }
-        }
-        Ok(())
-    })?;
+    out.emit(&report, |w| write!(w, "{report}"))?;
     Ok(ExitCode::SUCCESS)
 }

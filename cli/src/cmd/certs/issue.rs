@@ -5,8 +5,8 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use e4k_provisioning::certs::{
-    self, CertificateAuthority, InitOptions, KeyFormat, LeafOutput, LeafSpec, Password, PkiLayout,
-    Profile, San,
+    self, CertificateAuthority, InitOptions, KeyFormat, LeafTemplate, Password, PkiLayout, Profile,
+    San,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -105,9 +105,7 @@ pub(super) fn create(args: CreateArgs, out: &Output) -> anyhow::Result<ExitCode>
         (None, None, Some(file)) => Some(certs::names_from_file(file)?),
         _ => None,
     };
-    let spec = |name: String, sans: Vec<San>| LeafSpec {
-        name,
-        sans,
+    let template = LeafTemplate {
         profile: match args.profile {
             ProfileArg::Client => Profile::Client,
             ProfileArg::Server => Profile::Server,
@@ -115,44 +113,23 @@ pub(super) fn create(args: CreateArgs, out: &Output) -> anyhow::Result<ExitCode>
         key_type,
         not_after: args.not_after,
         key_format: args.key_format,
-        protection: protection.clone(),
+        protection,
+        bundle: args.bundle,
     };
-    let jobs: Vec<(LeafSpec, LeafOutput)> = match bulk_names {
+    let jobs = match bulk_names {
         Some(names) => {
             if !sans.is_empty() {
                 return Err(usage(
                     "--san cannot be used in bulk mode: each certificate would carry the same names",
                 ));
             }
-            names
-                .into_iter()
-                .map(|name| {
-                    certs::check_file_name(&name)?;
-                    let output = LeafOutput {
-                        cert: args.out_dir.join(format!("{name}.pem")),
-                        key: args.out_dir.join(format!("{name}.key")),
-                        bundle: args.bundle,
-                    };
-                    Ok((spec(name, Vec::new()), output))
-                })
-                .collect::<anyhow::Result<_>>()?
+            template.bulk(names, &args.out_dir)?
         }
         None => {
             let name = args.name.clone().ok_or_else(|| {
                 usage("give a NAME, or --count with --name-template, or --names-file")
             })?;
-            let output = LeafOutput {
-                cert: args
-                    .cert_file
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from(format!("{name}.pem"))),
-                key: args
-                    .key_file
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from(format!("{name}.key"))),
-                bundle: args.bundle,
-            };
-            vec![(spec(name, sans), output)]
+            template.single(name, sans, args.cert_file.clone(), args.key_file.clone())
         }
     };
 

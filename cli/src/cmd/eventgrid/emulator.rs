@@ -1,16 +1,13 @@
 //! `e4k eventgrid emulator`: a local Event Grid namespace (ARM, and MQTT with
 //! `--mqtt-listen`) from the command line, until Ctrl-C.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::Args;
 use e4k_emulator::PublishLimit;
 use e4k_provisioning::eventgrid::credential;
 
-use crate::{
-    output::{Output, usage},
-    signals,
-};
+use crate::{output::Output, signals};
 
 #[derive(Debug, Args)]
 pub(crate) struct EmulatorArgs {
@@ -81,71 +78,28 @@ pub(crate) struct EmulatorArgs {
 }
 
 pub(super) async fn emulator_cmd(args: EmulatorArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    use e4k_emulator::{Emulator, EmulatorConfig, FaultConfig, MqttConfig};
-    let token = match &args.token_env {
-        Some(var) => Some(
-            credential::process_env(var)
-                .ok_or_else(|| usage(format!("--token-env {var}: the variable is not set")))?,
-        ),
-        None => None,
-    };
-    let mut config = EmulatorConfig {
+    use e4k_emulator::{Emulator, EmulatorConfig, EmulatorOptions};
+    let options = EmulatorOptions {
         listen: args.listen,
-        state_file: args.state.clone(),
-        latency: Duration::from_millis(args.latency_ms),
-        lro_delay: Duration::from_millis(args.lro_delay_ms),
-        faults: FaultConfig {
-            rate_429: args.fault_429,
-            rate_5xx: args.fault_5xx,
-            seed: args.seed,
-            ..FaultConfig::default()
-        },
-        token,
-        ..EmulatorConfig::default()
+        state: args.state,
+        latency_ms: args.latency_ms,
+        lro_delay_ms: args.lro_delay_ms,
+        fault_429: args.fault_429,
+        fault_5xx: args.fault_5xx,
+        seed: args.seed,
+        token_env: args.token_env,
+        mqtt_hostname: args.mqtt_hostname,
+        mqtt_listen: args.mqtt_listen,
+        mqtt_ca_out: args.mqtt_ca_out,
+        mosquitto: args.mosquitto,
+        mqtt_websocket_listen: args.mqtt_websocket_listen,
+        session_publish_rate: args.session_publish_rate,
+        session_publish_bytes: args.session_publish_bytes,
+        identity_principal_id: args.identity_principal_id,
+        identity_token_lifetime_secs: args.identity_token_lifetime_secs,
+        identity_header_env: args.identity_header_env,
     };
-    if let Some(principal) = &args.identity_principal_id {
-        if !e4k_provisioning::eventgrid::rbac::is_guid(principal) {
-            return Err(usage(format!(
-                "--identity-principal-id {principal:?}: not a GUID"
-            )));
-        }
-        config.identity.principal_id.clone_from(principal);
-    }
-    if let Some(secs) = args.identity_token_lifetime_secs {
-        if secs == 0 {
-            return Err(usage(
-                "--identity-token-lifetime-secs: must be at least 1".to_owned(),
-            ));
-        }
-        config.identity.token_lifetime = Duration::from_secs(secs);
-    }
-    if let Some(var) = &args.identity_header_env {
-        config.identity.header_secret = credential::process_env(var).ok_or_else(|| {
-            usage(format!(
-                "--identity-header-env {var}: the variable is not set"
-            ))
-        })?;
-    }
-    if let Some(listen) = args.mqtt_listen {
-        config.mqtt = Some(MqttConfig {
-            listen,
-            mosquitto_binary: args.mosquitto.clone(),
-            ca_file: args.mqtt_ca_out.clone(),
-            websocket_listen: args.mqtt_websocket_listen,
-            session_publish_limit: (args.session_publish_rate > 0
-                || args.session_publish_bytes > 0)
-                .then_some(PublishLimit {
-                    messages_per_second: args.session_publish_rate,
-                    bytes_per_second: args.session_publish_bytes,
-                }),
-            ..MqttConfig::default()
-        });
-        // A local data plane is reached as localhost unless told otherwise.
-        config.mqtt_hostname = "localhost".into();
-    }
-    if let Some(hostname) = args.mqtt_hostname {
-        config.mqtt_hostname = hostname;
-    }
+    let config = EmulatorConfig::from_options(&options, &credential::process_env)?;
     let emulator = Emulator::bind(config).await?;
     let url = format!("http://{}", emulator.local_addr());
     let identity_endpoint = emulator.identity_endpoint();

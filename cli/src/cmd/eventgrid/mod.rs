@@ -1,7 +1,8 @@
 //! `e4k eventgrid …`: arguments and printing around `e4k_provisioning::eventgrid` and the
 //! emulator.
 //!
-//! This module holds the arguments, `validate`, loading a spec and building the ARM client;
+//! This module holds the arguments, `validate` and loading a spec (the ARM client is
+//! `e4k_provisioning::eventgrid::session`'s);
 //! [`arm_commands`] the ARM commands (`plan`, `setup`, `destroy`, `show`); [`emulator`] the
 //! `emulator` command.
 
@@ -9,16 +10,16 @@ use std::{
     path::{Path, PathBuf},
     process::ExitCode,
     sync::Arc,
-    time::Duration,
 };
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use e4k_provisioning::eventgrid::{
     apply,
-    arm::{ArmClient, ArmConfig},
-    credential::{self, CredentialChoice},
+    arm::ArmClient,
+    credential,
     model::{self, Desired},
+    session::ArmOptions,
     spec::Spec,
     validate::{self, BridgeSessions, Problem, Severity, ValidateOptions},
 };
@@ -242,43 +243,23 @@ fn load(args: &SpecArgs) -> anyhow::Result<Loaded> {
     })
 }
 
-/// `--credential` (and `--token-env`) as a [`CredentialChoice`].
-pub(crate) fn credential_choice(
-    token_env: Option<&str>,
-    name: &str,
-) -> anyhow::Result<CredentialChoice> {
-    Ok(match (token_env, name) {
-        (Some(var), _) => CredentialChoice::StaticTokenEnv(var.to_owned()),
-        (None, "auto") => CredentialChoice::Auto,
-        (None, "azure-cli") => CredentialChoice::AzureCli,
-        (None, "developer-tools") => CredentialChoice::DeveloperTools,
-        (None, "service-principal") => CredentialChoice::ServicePrincipal,
-        (None, "workload-identity") => CredentialChoice::WorkloadIdentity,
-        (None, "managed-identity") => CredentialChoice::ManagedIdentity {
-            client_id: credential::process_env("AZURE_CLIENT_ID"),
-        },
-        (None, other) => {
-            return Err(usage(format!(
-                "--credential {other:?}: expected auto, azure-cli, developer-tools, service-principal, workload-identity or managed-identity"
-            )));
+impl ArmArgs {
+    /// The ARM flags as the library's options.
+    fn options(&self) -> ArmOptions {
+        ArmOptions {
+            endpoint: self.endpoint.clone(),
+            credential: self.credential.clone(),
+            token_env: self.token_env.clone(),
+            max_attempts: self.max_attempts,
+            min_poll_interval_ms: self.min_poll_interval_ms,
         }
-    })
+    }
 }
 
+/// The ARM client of the flags, reading the process environment.
 pub(crate) fn arm_client(
     args: &ArmArgs,
     cancel: CancellationToken,
 ) -> anyhow::Result<Arc<ArmClient>> {
-    let choice = credential_choice(args.token_env.as_deref(), &args.credential)?;
-    let credential = credential::build(&choice, &credential::process_env)?;
-    let endpoint = url::Url::parse(&args.endpoint)
-        .map_err(|e| usage(format!("--endpoint {:?}: {e}", args.endpoint)))?;
-    let config = ArmConfig {
-        endpoint,
-        max_attempts: args.max_attempts,
-        min_poll_interval: Duration::from_millis(args.min_poll_interval_ms),
-        poll_interval: Duration::from_millis(args.min_poll_interval_ms.max(1000)),
-        ..ArmConfig::default()
-    };
-    Ok(Arc::new(ArmClient::new(config, credential, cancel)?))
+    Ok(args.options().client(&credential::process_env, cancel)?)
 }
