@@ -123,7 +123,7 @@ pub struct ProcessArgs<'a> {
 }
 
 /// Starts `binary bridge run` on `env`'s PKI with `routes` (one instance, `--receive-maximum
-/// 100`), its logs discarded; `E4K_BENCH_PROCESS_WORKERS` sets its tokio worker threads.
+/// 100`), its logs discarded; `E4K_BENCH_PROCESS_WORKERS` sets its worker threads (`--worker-threads`).
 pub fn bridge_process(
     binary: &Path,
     env: &Env,
@@ -162,9 +162,16 @@ pub fn bridge_process(
     ];
     argv.extend_from_slice(args.extra);
     let workers = std::env::var("E4K_BENCH_PROCESS_WORKERS").ok();
+    // E4K_WORKER_THREADS for `--worker-threads` (default 1); TOKIO_WORKER_THREADS for
+    // binaries older than the flag (a baseline), whose runtime took one thread per core.
     let env_vars: Vec<(&str, &str)> = workers
         .iter()
-        .map(|workers| ("TOKIO_WORKER_THREADS", workers.as_str()))
+        .flat_map(|workers| {
+            [
+                ("E4K_WORKER_THREADS", workers.as_str()),
+                ("TOKIO_WORKER_THREADS", workers.as_str()),
+            ]
+        })
         .collect();
     BridgeProcess::start_quiet(binary, env.dir.path(), &argv, &env_vars)
 }

@@ -184,6 +184,12 @@ pub(crate) struct RunArgs {
     /// Use the token in this environment variable as the Microsoft Entra token (tests).
     #[arg(long, value_name = "VAR")]
     token_env: Option<String>,
+    /// Threads that run the bridge's sessions. One keeps a forward's work on one core, with
+    /// the fewest wake-ups and syscalls per message, and forwards tens of thousands of
+    /// messages per second (docs/BENCHMARKS.md); fsync runs on threads of its own either way.
+    #[arg(long, value_name = "N", default_value_t = 1, env = "E4K_WORKER_THREADS",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) worker_threads: u16,
 }
 
 pub(crate) fn run(command: BridgeCommand, out: &Output) -> anyhow::Result<ExitCode> {

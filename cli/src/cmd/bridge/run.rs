@@ -12,6 +12,7 @@ use super::{RetainArg, RunArgs, WhenFullArg};
 use crate::output::{Output, usage};
 
 pub(super) fn run_bridge(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let worker_threads = args.worker_threads;
     let raw = args.config.load()?;
     // File problems (an expired certificate, a secret not mounted yet) are reported but do
     // not stop the bridge: it keeps retrying, and picks the files up once they are fixed.
@@ -87,6 +88,7 @@ pub(super) fn run_bridge(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode
             other => anyhow::Error::new(other),
         })?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::from(worker_threads))
             .enable_all()
             .build()?;
         runtime.block_on(async {
