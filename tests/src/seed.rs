@@ -34,10 +34,7 @@ pub async fn up(dir: &Path, arm_url: &str) -> io::Result<Seeded> {
     let bridge_yaml = dir.join("bridge.yaml");
     std::fs::write(
         &spec,
-        e4k_templates::EVENTGRID_YAML.replace(
-            "${AZURE_SUBSCRIPTION_ID}",
-            "00000000-0000-0000-0000-00000000e4ed",
-        ),
+        e4k_templates::eventgrid_yaml(e4k_templates::EMULATOR_SUBSCRIPTION_ID),
     )?;
     std::fs::write(&bridge_yaml, e4k_templates::BRIDGE_YAML)?;
     let endpoint = arm_url.parse().map_err(io::Error::other)?;

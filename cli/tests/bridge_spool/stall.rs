@@ -35,8 +35,19 @@ fn stall_run(rig: &Rig, spool: bool, kill: bool) -> Outcome {
         std::thread::sleep(Duration::from_secs(15));
         bridge.0.kill().unwrap();
         bridge.0.wait().unwrap();
-        inspect_holds_messages(&spool_dir);
+        // The local broker queues 1,000 messages for the bridge's session while no bridge
+        // runs (its default): restart at once, as a supervisor would, and inspect a copy of
+        // the killed bridge's spool meanwhile (the new bridge holds the lock of the original).
+        let copy = rig.dir.path().join("spool-at-kill");
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(&spool_dir)
+            .arg(&copy)
+            .status()
+            .unwrap();
         bridge = rig.bridge(2, &spool_args);
+        assert!(copied.success());
+        inspect_holds_messages(&copy);
         std::thread::sleep(Duration::from_secs(2));
         second_bridge_is_refused(rig, &spool_dir);
         std::thread::sleep(Duration::from_secs(13));

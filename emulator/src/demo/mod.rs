@@ -104,10 +104,7 @@ pub async fn run(
     let bridge_yaml = dir.join("bridge.yaml");
     std::fs::write(
         &spec,
-        e4k_templates::EVENTGRID_YAML.replace(
-            "${AZURE_SUBSCRIPTION_ID}",
-            "00000000-0000-0000-0000-00000000e4ed",
-        ),
+        e4k_templates::eventgrid_yaml(e4k_templates::EMULATOR_SUBSCRIPTION_ID),
     )
     .map_err(step(format!("cannot write {}", spec.display())))?;
     std::fs::write(&bridge_yaml, e4k_templates::BRIDGE_YAML)
