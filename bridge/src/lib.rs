@@ -12,8 +12,8 @@
 //!   and disconnects on shutdown.
 //! - [`spool`]: the durable store-and-forward spool (`--spool-dir`) and
 //!   [`spool::inspect`].
-//! - [`run_options`]: `e4k bridge run`'s flags ([`RunSettings`]) into the engine's
-//!   [`RunOptions`].
+//! - [`run_options`]: what `e4k bridge run` derives from the configuration (whether it needs
+//!   an Entra ID credential, its default log level).
 //! - [`units`]: quantities on the command line (`10s`, `1GiB`): one "number + unit" parser.
 //! - [`error`]: [`BridgeError`], for input that cannot be read or parsed and for failures to
 //!   start.
@@ -42,4 +42,3 @@ pub mod units;
 
 pub use engine::{Bridge, BridgeHandle, RunOptions};
 pub use error::BridgeError;
-pub use run_options::RunSettings;

@@ -28,6 +28,19 @@ impl Default for BackoffPolicy {
     }
 }
 
+impl BackoffPolicy {
+    /// From `initial` doubling to `max` (raised to `initial` when below it), with the default
+    /// jitter: `--reconnect-initial` and `--reconnect-max`.
+    #[must_use]
+    pub fn between(initial: Duration, max: Duration) -> Self {
+        BackoffPolicy {
+            initial,
+            max: max.max(initial),
+            ..BackoffPolicy::default()
+        }
+    }
+}
+
 /// The state of one connection's backoff.
 #[derive(Debug)]
 pub(crate) struct Backoff {
@@ -75,6 +88,14 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn between_raises_max_to_the_initial_delay() {
+        let backoff = BackoffPolicy::between(Duration::from_secs(30), Duration::from_secs(5));
+        assert_eq!(backoff.initial, Duration::from_secs(30));
+        assert_eq!(backoff.max, Duration::from_secs(30));
+        assert!((backoff.jitter - BackoffPolicy::default().jitter).abs() < f64::EPSILON);
+    }
+
     use super::*;
 
     #[test]

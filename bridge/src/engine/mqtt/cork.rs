@@ -28,7 +28,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 /// Above this many buffered bytes a write first sends what is buffered.
-pub(crate) const HIGH_WATER: usize = 64 * 1024;
+const HIGH_WATER: usize = 64 * 1024;
 
 /// How long a connection attempt to one address runs alone before the next address is tried
 /// beside it (RFC 8305's "Connection Attempt Delay"), as rumqttc's own connector does.

@@ -1,10 +1,10 @@
 //! `e4k bridge run`: resolve the configuration, report its file problems, map the flags to
-//! [`RunSettings`] (plus the Entra ID credential) and run the bridge until a signal.
+//! the engine's `RunOptions` (plus the Entra ID credential) and run the bridge until a signal.
 
 use e4k_bridge::config::{self, Severity};
-use e4k_bridge::engine::{EntraCredential, RetainPolicy};
-use e4k_bridge::spool::WhenFull;
-use e4k_bridge::{Bridge, BridgeError, RunSettings};
+use e4k_bridge::engine::{BackoffPolicy, EntraCredential, RetainPolicy, RunOptions};
+use e4k_bridge::spool::{SpoolOptions, WhenFull};
+use e4k_bridge::{Bridge, BridgeError};
 use e4k_provisioning::eventgrid::{credential, session};
 use std::process::ExitCode;
 
@@ -35,25 +35,28 @@ pub(super) fn run_bridge(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode
         .finish();
     let dispatch = tracing::Dispatch::new(subscriber);
 
-    let mut settings = RunSettings::new(args.metrics_listen);
-    settings.instance = args.instance_index;
-    settings.retain = match args.retain {
+    let mut options = RunOptions::default();
+    options.instance = args.instance_index;
+    options.metrics_listen = Some(args.metrics_listen);
+    options.retain = match args.retain {
         RetainArg::Keep => RetainPolicy::Keep,
         RetainArg::Drop => RetainPolicy::Drop,
     };
-    settings.hop_limit = args.hop_limit;
-    settings.receive_maximum = args.receive_maximum;
-    settings.drain_timeout = args.drain_timeout;
-    settings.reconnect_initial = args.reconnect_initial;
-    settings.reconnect_max = args.reconnect_max;
-    settings.spool_dir = args.spool_dir.clone();
-    settings.spool_max_bytes = args.spool_max_bytes;
-    settings.spool_when_full = match args.spool_when_full {
-        WhenFullArg::Block => WhenFull::Block,
-        WhenFullArg::DropOldest => WhenFull::DropOldest,
-    };
-    settings.spool_drain_rate = args.spool_drain_rate;
-    let entra = if e4k_bridge::run_options::needs_entra_credential(&resolved.bridges) {
+    options.hop_limit = args.hop_limit;
+    options.receive_maximum = args.receive_maximum;
+    options.drain_timeout = args.drain_timeout;
+    options.backoff = BackoffPolicy::between(args.reconnect_initial, args.reconnect_max);
+    options.spool = args.spool_dir.clone().map(|dir| {
+        let mut spool = SpoolOptions::new(dir);
+        spool.max_bytes = args.spool_max_bytes;
+        spool.when_full = match args.spool_when_full {
+            WhenFullArg::Block => WhenFull::Block,
+            WhenFullArg::DropOldest => WhenFull::DropOldest,
+        };
+        spool.drain_rate = args.spool_drain_rate;
+        spool
+    });
+    if e4k_bridge::run_options::needs_entra_credential(&resolved.bridges) {
         let choice = session::credential_choice(
             args.token_env.as_deref(),
             &args.credential,
@@ -66,11 +69,8 @@ pub(super) fn run_bridge(args: RunArgs, out: &Output) -> anyhow::Result<ExitCode
                 .then(|| credential::process_env(name))
                 .flatten()
         };
-        Some(EntraCredential(credential::build(&choice, &env)?))
-    } else {
-        None
-    };
-    let options = settings.run_options(entra);
+        options.entra_credential = Some(EntraCredential(credential::build(&choice, &env)?));
+    }
 
     tracing::dispatcher::with_default(&dispatch, || {
         for problem in &full.problems {
