@@ -43,6 +43,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{Env, Running, TestClient, run_options, start_bridge};
+use e4k_tests::bench::MosquittoBridge;
 use e4k_tests::measure::{cpu_ns, median, mib, mosquitto_version, percentile, release_e4k};
 use e4k_tests::process::BridgeProcess;
 use e4k_tests::{Mosquitto, env_usize};
@@ -117,26 +118,16 @@ fn mosquitto_bridge(env: &Env) -> Mosquitto {
     let (cert, key) = env.pki.client_pem("mqttbridge");
     std::fs::write(dir.join("client.pem"), cert).unwrap();
     std::fs::write(dir.join("client.key"), key).unwrap();
-    let config = format!(
-        "allow_anonymous true\n\
-         {QUEUES}\n\
-         max_inflight_messages 100\n\
-         connection bench\n\
-         address 127.0.0.1:{port}\n\
-         topic e2e/out/# out 1\n\
-         bridge_protocol_version mqttv50\n\
-         remote_clientid mosquitto-bridge\n\
-         cleansession false\n\
-         try_private false\n\
-         notifications false\n\
-         bridge_cafile {ca}\n\
-         bridge_certfile {dir}/client.pem\n\
-         bridge_keyfile {dir}/client.key\n\
-         bridge_tls_version tlsv1.3\n",
-        port = env.remote.port(),
-        ca = env.pki.root_file.display(),
-        dir = dir.display(),
-    );
+    let config = MosquittoBridge {
+        broker: QUEUES,
+        remote: format!("127.0.0.1:{}", env.remote.port()),
+        topic: "e2e/out/#",
+        ca: &env.pki.root_file,
+        cert: &dir.join("client.pem"),
+        key: &dir.join("client.key"),
+        tls_version: Some("tlsv1.3"),
+    }
+    .config();
     Mosquitto::start(&config).unwrap()
 }
 

@@ -54,6 +54,14 @@ pub enum BridgeError {
         /// What is wrong, from the YAML parser.
         message: String,
     },
+    /// The configuration reads, but breaks a rule (every problem is in the report).
+    #[error("{} is not a valid bridge configuration:\n{report}", path.display())]
+    Invalid {
+        /// The configuration file.
+        path: PathBuf,
+        /// Every problem found, errors and warnings.
+        report: crate::config::Report,
+    },
     /// The metrics and health endpoint could not listen on its address.
     #[error("cannot listen on {addr} for /metrics, /healthz and /readyz")]
     MetricsListen {
@@ -139,6 +147,23 @@ pub enum BridgeError {
         /// The panic message, when there is one.
         reason: String,
     },
+}
+
+impl BridgeError {
+    /// Whether the error is in the user's input (a configuration that cannot be read or is not
+    /// valid, an instance index out of range): exit code 2 rather than 1.
+    #[must_use]
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Self::Read { .. }
+                | Self::TooLarge { .. }
+                | Self::NotUtf8 { .. }
+                | Self::Yaml { .. }
+                | Self::Invalid { .. }
+                | Self::InstanceOutOfRange { .. }
+        )
+    }
 }
 
 /// Renders [`BridgeError::Yaml`] as `file:line:column: path: message`, leaving out the parts

@@ -4,6 +4,9 @@
 //! stdout carries data (text, or one JSON document with `--output json`); stderr carries logs,
 //! progress and errors. Exit codes: 0 success, 1 failure, 2 usage or configuration error.
 
+// The arguments' doc comments are `--help` text, where `<NAME>` is a placeholder, not HTML.
+#![allow(rustdoc::invalid_html_tags)]
+
 mod cmd;
 mod output;
 mod signals;

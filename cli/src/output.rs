@@ -90,6 +90,8 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         e.downcast_ref::<UsageError>().is_some()
             || e.downcast_ref::<e4k_provisioning::Error>()
                 .is_some_and(e4k_provisioning::Error::is_usage)
+            || e.downcast_ref::<e4k_bridge::BridgeError>()
+                .is_some_and(e4k_bridge::BridgeError::is_usage)
             || e.downcast_ref::<e4k_emulator::EmulatorError>()
                 .is_some_and(e4k_emulator::EmulatorError::is_usage)
     });

@@ -236,3 +236,69 @@ fn invalid_specs_exit_2_with_every_problem() {
         run.stderr
     );
 }
+
+/// `validate --bridge` with a bridge configuration that cannot be used stops with exit 2 and
+/// one message naming the file; the seed's bridge.yaml is checked against the namespace.
+#[test]
+fn validate_bridge_names_an_unusable_bridge_file() {
+    let d = workspace();
+    let sub = [(
+        "AZURE_SUBSCRIPTION_ID",
+        "11111111-2222-3333-4444-555555555555",
+    )];
+    let validate = |bridge: &str| {
+        d.e4k_env(
+            &[
+                "eventgrid",
+                "validate",
+                "--spec",
+                "eventgrid.yaml",
+                "--bridge",
+                bridge,
+            ],
+            &sub,
+        )
+    };
+    let run = validate("missing.yaml");
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert_eq!(
+        run.stderr.lines().count(),
+        1,
+        "one error line: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .starts_with("e4k: error: cannot read bridge config missing.yaml: "),
+        "{}",
+        run.stderr
+    );
+
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/bridge.yaml"),
+        d.path("bridge.yaml"),
+    )
+    .unwrap();
+    let seed = validate("bridge.yaml");
+    assert_eq!(seed.code, 0, "{seed:#?}");
+    assert!(
+        seed.stdout.ends_with("eventgrid.yaml: valid\n"),
+        "{seed:#?}"
+    );
+
+    let bridge = std::fs::read_to_string(d.path("bridge.yaml")).unwrap();
+    std::fs::write(
+        d.path("broken.yaml"),
+        bridge.replacen("qos: 1", "qos: 7", 1),
+    )
+    .unwrap();
+    let broken = validate("broken.yaml");
+    assert_eq!(broken.code, 2, "{broken:#?}");
+    assert!(
+        broken
+            .stderr
+            .starts_with("e4k: error: broken.yaml is not a valid bridge configuration"),
+        "{}",
+        broken.stderr
+    );
+}

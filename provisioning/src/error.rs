@@ -101,6 +101,15 @@ pub enum Error {
         message: String,
     },
 
+    /// A spec breaks Event Grid rules: every error static validation found, one per line.
+    #[error("{} has {} error(s):\n{}", path.display(), errors.len(), problem_lines(errors))]
+    SpecErrors {
+        /// The spec file.
+        path: PathBuf,
+        /// The errors, in the order the validator found them.
+        errors: Vec<crate::eventgrid::validate::Problem>,
+    },
+
     /// An ARM request was answered with an error (after retries, for retryable statuses).
     #[error("{method} {resource}: HTTP {status}{}: {message}", code_suffix(code))]
     Arm {
@@ -201,6 +210,7 @@ impl Error {
                 | Self::Read { .. }
                 | Self::BadFile { .. }
                 | Self::Spec { .. }
+                | Self::SpecErrors { .. }
                 | Self::WrongPassword { .. }
                 | Self::PasswordNeeded { .. }
                 | Self::NotUsableCa { .. }
@@ -235,6 +245,14 @@ impl Error {
             reason: reason.to_string(),
         }
     }
+}
+
+fn problem_lines(problems: &[crate::eventgrid::validate::Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  {}: {}", p.path, p.message))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn code_suffix(code: &Option<String>) -> String {

@@ -40,6 +40,7 @@ use bytes::Bytes;
 use e4k_bridge::config::{ConfigOptions, RawConfig, resolve};
 use e4k_bridge::engine::RunOptions;
 use e4k_emulator::{Emulator, EmulatorConfig, MqttConfig, PublishLimit};
+use e4k_tests::bench::MosquittoBridge;
 use e4k_tests::bridge::{ConnectorYaml, Running};
 use e4k_tests::{Mosquitto, env_usize};
 use rumqttc::v5::mqttbytes::QoS;
@@ -135,25 +136,16 @@ async fn measure(publisher: &AsyncClient, received: &AtomicUsize, n: usize, size
 /// A local broker whose own bridge forwards the telemetry to the emulator over mTLS, with
 /// the bridge's certificate (`mqttbridge`), MQTT 5.
 fn mosquitto_bridge(cloud: &Cloud) -> String {
-    format!(
-        "allow_anonymous true\n\
-         max_queued_messages 0\n\
-         max_inflight_messages 100\n\
-         connection bench\n\
-         address localhost:{port}\n\
-         topic factory/telemetry/# out 1\n\
-         bridge_protocol_version mqttv50\n\
-         remote_clientid mosquitto-bridge\n\
-         cleansession false\n\
-         try_private false\n\
-         notifications false\n\
-         bridge_cafile {ca}\n\
-         bridge_certfile {certs}/mqttbridge.pem\n\
-         bridge_keyfile {certs}/mqttbridge.key\n",
-        port = cloud.port,
-        ca = cloud.ca.display(),
-        certs = cloud.certs.display(),
-    )
+    MosquittoBridge {
+        broker: "max_queued_messages 0",
+        remote: format!("localhost:{}", cloud.port),
+        topic: "factory/telemetry/#",
+        ca: &cloud.ca,
+        cert: &cloud.certs.join("mqttbridge.pem"),
+        key: &cloud.certs.join("mqttbridge.key"),
+        tls_version: None,
+    }
+    .config()
 }
 
 /// How e4k spreads the route over remote sessions.

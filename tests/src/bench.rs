@@ -195,3 +195,56 @@ pub async fn wait_forwarding(publisher: &TestClient, probe: &mut TestClient, top
     tokio::time::sleep(Duration::from_millis(500)).await;
     while probe.try_recv(Duration::from_millis(100)).await.is_some() {}
 }
+
+/// mosquitto's own MQTT 5 bridge to a remote broker over mTLS, the path the benchmarks compare
+/// e4k with: one `connection` forwarding `topic` out at QoS 1, 100 messages in flight, a
+/// persistent remote session (`mosquitto-bridge`).
+pub struct MosquittoBridge<'a> {
+    /// The listener's settings before the connection (queue limits, say).
+    pub broker: &'a str,
+    /// The remote broker, `host:port`.
+    pub remote: String,
+    /// The topic filter forwarded.
+    pub topic: &'a str,
+    /// The CA that signed the remote's certificate.
+    pub ca: &'a Path,
+    /// The bridge's client certificate (with its chain) and key.
+    pub cert: &'a Path,
+    /// The client certificate's key.
+    pub key: &'a Path,
+    /// `bridge_tls_version`, when it is pinned.
+    pub tls_version: Option<&'a str>,
+}
+
+impl MosquittoBridge<'_> {
+    /// The mosquitto configuration file.
+    #[must_use]
+    pub fn config(&self) -> String {
+        let mut config = format!(
+            "allow_anonymous true\n\
+             {broker}\n\
+             max_inflight_messages 100\n\
+             connection bench\n\
+             address {remote}\n\
+             topic {topic} out 1\n\
+             bridge_protocol_version mqttv50\n\
+             remote_clientid mosquitto-bridge\n\
+             cleansession false\n\
+             try_private false\n\
+             notifications false\n\
+             bridge_cafile {ca}\n\
+             bridge_certfile {cert}\n\
+             bridge_keyfile {key}\n",
+            broker = self.broker,
+            remote = self.remote,
+            topic = self.topic,
+            ca = self.ca.display(),
+            cert = self.cert.display(),
+            key = self.key.display(),
+        );
+        if let Some(version) = self.tls_version {
+            config.push_str(&format!("bridge_tls_version {version}\n"));
+        }
+        config
+    }
+}

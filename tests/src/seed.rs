@@ -14,7 +14,7 @@ use e4k_provisioning::k8s::manifests::ManifestInput;
 use e4k_provisioning::up::{self, UpOptions};
 use tokio_util::sync::CancellationToken;
 
-/// Where [`up`] put the files.
+/// Where [`up()`] put the files.
 #[derive(Debug, Clone)]
 pub struct Seeded {
     /// Client certificates and keys: `<name>.pem` (with the intermediate) and `<name>.key`,

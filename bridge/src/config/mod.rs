@@ -80,6 +80,37 @@ pub struct Resolved {
     pub warnings: Report,
 }
 
+impl Resolved {
+    /// The sessions all connectors open toward the remote broker at once.
+    #[must_use]
+    pub fn remote_session_count(&self) -> u32 {
+        self.bridges
+            .iter()
+            .map(BridgeConfig::remote_session_count)
+            .sum()
+    }
+}
+
+/// Reads the configuration at `path` and resolves its shape, without reading the secret and
+/// config map files it names: what rendering manifests and provisioning the namespace need
+/// (`e4k k8s manifests`, `e4k up`, `e4k eventgrid validate --bridge`).
+///
+/// # Errors
+///
+/// The errors of [`RawConfig::load`], and [`BridgeError::Invalid`] with the whole report when
+/// the configuration has any error.
+pub fn load_shape(path: &std::path::Path) -> Result<Resolved, BridgeError> {
+    let raw = RawConfig::load(path)?;
+    let options = ConfigOptions {
+        check_files: false,
+        ..ConfigOptions::default()
+    };
+    resolve(&raw, &options).map_err(|report| BridgeError::Invalid {
+        path: path.to_owned(),
+        report,
+    })
+}
+
 /// Lists every problem of `raw`, reading the secret and config map files unless
 /// [`ConfigOptions::check_files`] is off.
 pub fn validate(raw: &RawConfig, options: &ConfigOptions) -> Report {

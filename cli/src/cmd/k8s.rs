@@ -3,9 +3,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Args, Subcommand};
-use e4k_bridge::config::{
-    Authentication, BridgeConfig, ConfigOptions, RawConfig, TrustRoots, resolve,
-};
+use e4k_bridge::config::{Authentication, BridgeConfig, TrustRoots, load_shape};
 use e4k_provisioning::k8s::{
     apply,
     manifests::{self, ManifestInput, ProjectedToken, SpoolVolume},
@@ -197,15 +195,7 @@ fn manifests_cmd(args: ManifestsArgs, out: &Output) -> anyhow::Result<ExitCode> 
     let spool = args.spool.volume()?;
     let text = std::fs::read_to_string(&args.bridge_config)
         .map_err(|e| usage(format!("cannot read {}: {e}", args.bridge_config.display())))?;
-    let raw = RawConfig::load(&args.bridge_config)?;
-    let mut options = ConfigOptions::default();
-    options.check_files = false;
-    let resolved = resolve(&raw, &options).map_err(|report| {
-        usage(format!(
-            "{} is not a valid bridge configuration (see `e4k bridge validate`):\n{report}",
-            args.bridge_config.display()
-        ))
-    })?;
+    let resolved = load_shape(&args.bridge_config)?;
     let bridge = match resolved.bridges.as_slice() {
         [one] => one,
         many => {

@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::Args;
-use e4k_bridge::config::{Authentication, ConfigOptions, RawConfig, resolve};
+use e4k_bridge::config::{Authentication, ConfigOptions, RawConfig, load_shape, resolve};
 use e4k_provisioning::{
     certs::{KeyProtection, NotAfter, Password},
     eventgrid::{apply::DEFAULT_CONCURRENCY, validate::BridgeSessions},
@@ -73,11 +73,7 @@ pub(crate) fn run(args: UpArgs, out: &Output) -> anyhow::Result<ExitCode> {
         .bridge
         .clone()
         .ok_or_else(|| usage("give the bridge configuration with --bridge bridge.yaml"))?;
-    let raw = RawConfig::load(&bridge_path)?;
-    let mut options = ConfigOptions::default();
-    options.check_files = false;
-    let resolved = resolve(&raw, &options)
-        .map_err(|report| usage(format!("{} is not valid:\n{report}", bridge_path.display())))?;
+    let resolved = load_shape(&bridge_path)?;
     let [bridge] = resolved.bridges.as_slice() else {
         return Err(usage(format!(
             "{}: give exactly one MqttBridgeConnector",

@@ -9,6 +9,7 @@
 //! - [`session`]: the ARM flags ([`session::ArmOptions`]) into a credential and an ARM client.
 //! - [`spec`]: the YAML spec file (`templates/eventgrid.yaml` is the seed's whole setup).
 //! - [`validate`]: static validation with spec paths, before any network call.
+//! - [`load`]: a spec file read, validated and turned into the desired ARM state.
 //! - [`kind`]: [`kind::ResourceKind`], the resource types and their ARM names (shared with the
 //!   emulator).
 //! - [`model`]: the desired ARM state (ids, PUT bodies; CA PEM without line breaks).
@@ -28,6 +29,7 @@ pub mod assertion;
 pub mod credential;
 pub mod jwt;
 pub mod kind;
+pub mod load;
 pub mod model;
 pub mod plan;
 pub mod rbac;

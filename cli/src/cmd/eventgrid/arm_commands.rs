@@ -14,7 +14,7 @@ use e4k_provisioning::eventgrid::{
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::{ApplyArgs, ArmArgs, Loaded, arm_client, load};
+use super::{ApplyArgs, ArmArgs, Loaded, arm_client, load_spec};
 use crate::{
     output::{Output, usage},
     signals,
@@ -33,7 +33,7 @@ async fn planned(
     args: &ApplyArgs,
     cancel: CancellationToken,
 ) -> anyhow::Result<(Loaded, Arc<ArmClient>, Current, Plan)> {
-    let loaded = load(&args.arm.spec)?;
+    let loaded = load_spec(&args.arm.spec)?;
     let arm = arm_client(&args.arm, cancel)?;
     let current = apply::read_current(&arm, &loaded.desired).await?;
     let plan = plan::plan(&loaded.desired, &current, args.prune, &loaded.path)?;
@@ -214,7 +214,7 @@ struct DestroyOutput {
 
 pub(super) async fn destroy_cmd(args: ApplyArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let cancel = signals::shutdown_token();
-    let loaded = load(&args.arm.spec)?;
+    let loaded = load_spec(&args.arm.spec)?;
     let arm = arm_client(&args.arm, cancel)?;
     let current = apply::read_current(&arm, &loaded.desired).await?;
     let plan = apply::destroy_plan(&loaded.desired, &current);
@@ -257,7 +257,7 @@ struct ShowOutput {
 }
 
 pub(super) async fn show_cmd(args: ArmArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    let loaded = load(&args.spec)?;
+    let loaded = load_spec(&args.spec)?;
     let arm = arm_client(&args, signals::shutdown_token())?;
     let current = apply::read_current(&arm, &loaded.desired).await?;
     let output = ShowOutput {

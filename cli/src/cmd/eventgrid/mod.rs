@@ -1,8 +1,9 @@
 //! `e4k eventgrid …`: arguments and printing around `e4k_provisioning::eventgrid` and the
 //! emulator.
 //!
-//! This module holds the arguments, `validate` and loading a spec (the ARM client is
-//! `e4k_provisioning::eventgrid::session`'s);
+//! This module holds the arguments and `validate` (a spec is read and checked by
+//! `e4k_provisioning::eventgrid::load`, the ARM client built by
+//! `e4k_provisioning::eventgrid::session`);
 //! [`arm_commands`] the ARM commands (`plan`, `setup`, `destroy`, `show`); [`emulator`] the
 //! `emulator` command.
 
@@ -18,16 +19,15 @@ use e4k_provisioning::eventgrid::{
     apply,
     arm::ArmClient,
     credential,
-    model::{self, Desired},
+    load::{self, Loaded},
     session::ArmOptions,
-    spec::Spec,
-    validate::{self, BridgeSessions, Problem, Severity, ValidateOptions},
+    validate::{BridgeSessions, Problem, ValidateOptions},
 };
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use self::emulator::EmulatorArgs;
-use crate::output::{Output, usage};
+use crate::output::Output;
 
 mod arm_commands;
 mod emulator;
@@ -130,13 +130,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// A spec that passed validation, its desired ARM state, and its warnings.
-struct Loaded {
-    path: PathBuf,
-    desired: Desired,
-    warnings: Vec<Problem>,
-}
-
 /// The JSON shape of `e4k eventgrid validate`.
 #[derive(Debug, Serialize)]
 struct ValidateOutput {
@@ -145,52 +138,31 @@ struct ValidateOutput {
     problems: Vec<Problem>,
 }
 
-fn check_spec(args: &SpecArgs) -> anyhow::Result<(Spec, Vec<Problem>)> {
-    let spec = Spec::load(&args.spec)?;
-    let options = ValidateOptions {
-        bridge: args.bridge.as_deref().map(bridge_sessions).transpose()?,
-    };
-    let problems = validate::validate(&spec, spec_dir(&args.spec), &options);
-    Ok((spec, problems))
-}
-
-/// Where the spec's relative file paths start: its directory (empty for a bare file name, so
-/// that messages show `pki/…` rather than `./pki/…`).
-fn spec_dir(path: &Path) -> &Path {
-    path.parent().unwrap_or(Path::new(""))
+impl SpecArgs {
+    /// The validation options of the flags (reads `--bridge`).
+    fn options(&self) -> anyhow::Result<ValidateOptions> {
+        Ok(ValidateOptions {
+            bridge: self.bridge.as_deref().map(bridge_sessions).transpose()?,
+        })
+    }
 }
 
 /// The sessions a bridge configuration opens toward the remote broker.
 fn bridge_sessions(path: &Path) -> anyhow::Result<BridgeSessions> {
-    use e4k_bridge::config::{ConfigOptions, RawConfig, resolve};
-    let raw = RawConfig::load(path)?;
-    let mut options = ConfigOptions::default();
-    options.check_files = false;
-    let resolved = resolve(&raw, &options).map_err(|report| {
-        usage(format!(
-            "{}: the bridge configuration is invalid:\n{report}",
-            path.display()
-        ))
-    })?;
-    let sessions = resolved
-        .bridges
-        .iter()
-        .map(|b| b.remote_session_count())
-        .sum();
     Ok(BridgeSessions {
         source: path.display().to_string(),
         authentication_name: None,
-        sessions,
+        sessions: e4k_bridge::config::load_shape(path)?.remote_session_count(),
     })
 }
 
 fn validate_cmd(args: &SpecArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    let (_, problems) = check_spec(args)?;
-    let valid = !problems.iter().any(|p| p.severity == Severity::Error);
+    let checked = load::check(&args.spec, &args.options()?)?;
+    let errors = checked.error_count();
     let output = ValidateOutput {
         spec: args.spec.clone(),
-        valid,
-        problems,
+        valid: errors == 0,
+        problems: checked.problems,
     };
     out.emit(&output, |w| {
         for p in &output.problems {
@@ -199,15 +171,10 @@ fn validate_cmd(args: &SpecArgs, out: &Output) -> anyhow::Result<ExitCode> {
         if output.valid {
             writeln!(w, "{}: valid", output.spec.display())
         } else {
-            let errors = output
-                .problems
-                .iter()
-                .filter(|p| p.severity == Severity::Error)
-                .count();
             writeln!(w, "{}: {errors} error(s)", output.spec.display())
         }
     })?;
-    Ok(if valid {
+    Ok(if output.valid {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)
@@ -215,32 +182,12 @@ fn validate_cmd(args: &SpecArgs, out: &Output) -> anyhow::Result<ExitCode> {
 }
 
 /// Loads and validates a spec; errors stop here (exit 2), warnings are logged.
-fn load(args: &SpecArgs) -> anyhow::Result<Loaded> {
-    let (spec, problems) = check_spec(args)?;
-    let (errors, warnings): (Vec<Problem>, Vec<Problem>) = problems
-        .into_iter()
-        .partition(|p| p.severity == Severity::Error);
-    if !errors.is_empty() {
-        let lines: Vec<String> = errors
-            .iter()
-            .map(|p| format!("  {}: {}", p.path, p.message))
-            .collect();
-        return Err(usage(format!(
-            "{} has {} error(s):\n{}",
-            args.spec.display(),
-            errors.len(),
-            lines.join("\n")
-        )));
-    }
-    for w in &warnings {
+fn load_spec(args: &SpecArgs) -> anyhow::Result<Loaded> {
+    let loaded = load::load(&args.spec, &args.options()?)?;
+    for w in &loaded.warnings {
         tracing::warn!("{}: {}", args.spec.display(), w);
     }
-    let desired = model::desired(&spec, spec_dir(&args.spec), &args.spec)?;
-    Ok(Loaded {
-        path: args.spec.clone(),
-        desired,
-        warnings,
-    })
+    Ok(loaded)
 }
 
 impl ArmArgs {
