@@ -113,10 +113,15 @@ pub(crate) async fn run_poll(mut eventloop: EventLoop, mut ctx: PollCtx) {
         if !pause_while_full(&ctx.conn.gate, ctx.policy.window, &ctx.stop).await {
             break;
         }
-        let event = tokio::select! {
-            biased;
-            () = &mut stopped => break,
-            event = eventloop.poll() => event,
+        // A buffered event is taken without a poll future (see `take_buffered`), after stop.
+        let buffered = (!ctx.stop.is_cancelled()).then(|| eventloop.take_buffered());
+        let event = match buffered.flatten() {
+            Some(polled) => Ok(polled),
+            None => tokio::select! {
+                biased;
+                () = &mut stopped => break,
+                event = eventloop.poll() => event,
+            },
         };
         let mut force_reconnect = None;
         match event {

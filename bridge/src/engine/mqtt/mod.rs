@@ -310,6 +310,18 @@ pub(crate) enum PollError {
     Lost(String),
 }
 
+/// An MQTT 5 event as the engine sees it; at CONNACK the session store is cleared.
+fn v5_polled(eventloop: &mut rumqttc_next::EventLoop, event: rumqttc_next::Event) -> Polled {
+    let polled = v5_event(event);
+    if matches!(polled, Polled::ConnAck { .. }) {
+        // The store was read when the session started; from now on the client knows its
+        // (empty) local state, and a store would only make it checkpoint its in-flight
+        // publishes at every write.
+        eventloop.options.clear_session_store();
+    }
+    polled
+}
+
 /// A session's event loop.
 pub(crate) enum EventLoop {
     /// MQTT 5.
@@ -320,27 +332,43 @@ pub(crate) enum EventLoop {
 
 impl EventLoop {
     /// Connects when needed and returns the next event.
+    ///
+    /// The MQTT 3.1.1 client's future is boxed: it is about 10 KiB, more than twice the
+    /// MQTT 5 one, and every call would otherwise create and move a future of its size.
     pub(crate) async fn poll(&mut self) -> Result<Polled, PollError> {
         match self {
             EventLoop::V5(eventloop) => match eventloop.poll().await {
-                Ok(event) => {
-                    let polled = v5_event(event);
-                    if matches!(polled, Polled::ConnAck { .. }) {
-                        // The store was read when the session started; from now on the
-                        // client knows its (empty) local state, and a store would only make
-                        // it checkpoint its in-flight publishes at every write.
-                        eventloop.options.clear_session_store();
-                    }
-                    Ok(polled)
-                }
+                Ok(event) => Ok(v5_polled(eventloop, event)),
                 Err(rumqttc_next::ConnectionError::RequestsDone) => Err(PollError::Done),
                 Err(error) => Err(PollError::Lost(describe::connection_error(&error))),
             },
-            EventLoop::V3(eventloop, max_packet_size) => match eventloop.poll().await {
-                Ok(event) => Ok(v3_event(event, *max_packet_size)),
-                Err(rumqttc::ConnectionError::RequestsDone) => Err(PollError::Done),
-                Err(error) => Err(PollError::Lost(describe::connection_error_v3(&error))),
-            },
+            EventLoop::V3(eventloop, max_packet_size) => {
+                let max_packet_size = *max_packet_size;
+                match Box::pin(eventloop.poll()).await {
+                    Ok(event) => Ok(v3_event(event, max_packet_size)),
+                    Err(rumqttc::ConnectionError::RequestsDone) => Err(PollError::Done),
+                    Err(error) => Err(PollError::Lost(describe::connection_error_v3(&error))),
+                }
+            }
+        }
+    }
+
+    /// The next event of the last network read or request batch, without creating a poll
+    /// future (several KiB, copied at each creation): what [`poll`](Self::poll) would return
+    /// at once.
+    ///
+    /// MQTT 5 only. Its `poll` returns a buffered event before anything else as long as the
+    /// connection is up, and a lost connection clears the buffer; after a DISCONNECT this
+    /// returns the notices of requests written before it, which `poll` would drop. The
+    /// MQTT 3.1.1 client keeps its buffer across a lost connection and reconnects first, so it
+    /// always goes through `poll`.
+    pub(crate) fn take_buffered(&mut self) -> Option<Polled> {
+        match self {
+            EventLoop::V5(eventloop) => {
+                let event = eventloop.state.events.pop_front()?;
+                Some(v5_polled(eventloop, event))
+            }
+            EventLoop::V3(..) => None,
         }
     }
 
