@@ -31,9 +31,9 @@ use crate::{
     eventgrid::{
         apply::{self as eg, ApplyOptions},
         arm::ArmClient,
-        model, plan,
-        spec::{Spec, ValidationScheme},
-        validate::{BridgeSessions, Severity, ValidateOptions, validate},
+        load, model, plan,
+        spec::ValidationScheme,
+        validate::{BridgeSessions, ValidateOptions},
     },
     k8s::{
         manifests::{self, ManifestInput},
@@ -151,8 +151,6 @@ pub async fn up(
     }
 
     // 2. Client certificates for the spec's subject-name clients.
-    let spec = Spec::load(&options.spec)?;
-    let spec_dir = options.spec.parent().unwrap_or(Path::new(""));
     let password = options
         .ca_password
         .clone()
@@ -161,24 +159,11 @@ pub async fn up(
             KeyProtection::Plaintext => None,
         });
     // The spec is checked before anything else is made (the CA files exist by now).
-    let problems = validate(
-        &spec,
-        spec_dir,
-        &ValidateOptions {
-            bridge: options.bridge_sessions.clone(),
-        },
-    );
-    let errors: Vec<String> = problems
-        .iter()
-        .filter(|p| p.severity == Severity::Error)
-        .map(|p| format!("  {}: {}", p.path, p.message))
-        .collect();
-    if !errors.is_empty() {
-        return Err(Error::spec(
-            &options.spec,
-            format!("{} error(s):\n{}", errors.len(), errors.join("\n")),
-        ));
-    }
+    let checks = ValidateOptions {
+        bridge: options.bridge_sessions.clone(),
+    };
+    let (spec, _) = load::check(&options.spec, &checks)?.into_valid(&options.spec)?;
+    let spec_dir = load::spec_dir(&options.spec);
     let certs_dir = options.out.join("certs");
     let mut ca: Option<CertificateAuthority> = None;
     for client in spec

@@ -88,6 +88,8 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn between_raises_max_to_the_initial_delay() {
         let backoff = BackoffPolicy::between(Duration::from_secs(30), Duration::from_secs(5));
@@ -95,8 +97,6 @@ mod tests {
         assert_eq!(backoff.max, Duration::from_secs(30));
         assert!((backoff.jitter - BackoffPolicy::default().jitter).abs() < f64::EPSILON);
     }
-
-    use super::*;
 
     #[test]
     fn doubles_up_to_the_cap_within_the_jitter() {

@@ -37,6 +37,25 @@ impl Checked {
     pub fn valid(&self) -> bool {
         self.error_count() == 0
     }
+
+    /// The spec and its warnings when it has no error.
+    ///
+    /// # Errors
+    /// [`Error::SpecErrors`] with every error, naming `path`.
+    pub fn into_valid(self, path: &Path) -> Result<(Spec, Vec<Problem>)> {
+        let (errors, warnings): (Vec<Problem>, Vec<Problem>) = self
+            .problems
+            .into_iter()
+            .partition(|p| p.severity == Severity::Error);
+        if errors.is_empty() {
+            Ok((self.spec, warnings))
+        } else {
+            Err(Error::SpecErrors {
+                path: path.to_owned(),
+                errors,
+            })
+        }
+    }
 }
 
 /// A spec without errors: its desired ARM state and its warnings.
@@ -67,16 +86,7 @@ pub fn check(path: &Path, options: &ValidateOptions) -> Result<Checked> {
 /// [`Error::SpecErrors`] with every error the validator found; the errors of [`check`] and of
 /// [`model::desired`] (a CA file that cannot be read).
 pub fn load(path: &Path, options: &ValidateOptions) -> Result<Loaded> {
-    let Checked { spec, problems } = check(path, options)?;
-    let (errors, warnings): (Vec<Problem>, Vec<Problem>) = problems
-        .into_iter()
-        .partition(|p| p.severity == Severity::Error);
-    if !errors.is_empty() {
-        return Err(Error::SpecErrors {
-            path: path.to_owned(),
-            errors,
-        });
-    }
+    let (spec, warnings) = check(path, options)?.into_valid(path)?;
     let desired = model::desired(&spec, spec_dir(path), path)?;
     Ok(Loaded {
         path: path.to_owned(),
