@@ -95,24 +95,20 @@ pub(crate) struct Shape<'a> {
     pub(crate) hop_limit: u32,
 }
 
-/// Builds the message to publish from a received one.
+/// Builds the message to publish from a received one, whose topic (`topic`, as UTF-8) the
+/// caller matched against the route.
 ///
 /// # Errors
 ///
-/// [`DropReason::HopLimit`] when the hop count reached the limit, [`DropReason::Unroutable`]
-/// when the topic is not UTF-8.
+/// [`DropReason::HopLimit`] when the hop count reached the limit.
 pub(crate) fn shape(
     publish: &Publish,
+    topic: &str,
     properties: Option<PublishProperties>,
     shape: Shape<'_>,
     received: Instant,
 ) -> Result<Message, DropReason> {
-    let topic = match shape.target {
-        Some(target) => target.to_owned(),
-        None => std::str::from_utf8(&publish.topic)
-            .map_err(|_| DropReason::Unroutable)?
-            .to_owned(),
-    };
+    let topic = shape.target.unwrap_or(topic).to_owned();
     let mut properties = properties.unwrap_or_default();
     let hops = hop_count(&properties.user_properties);
     if hops >= shape.hop_limit {
@@ -149,7 +145,8 @@ pub(crate) fn hop_count(user_properties: &[(String, String)]) -> u32 {
         .unwrap_or(0)
 }
 
-/// The final PUBLISH for the destination's current limits.
+/// The final PUBLISH for the destination's current limits. `now` is asked only for a message
+/// with an expiry interval (the clock is not read per forward otherwise).
 ///
 /// # Errors
 ///
@@ -158,11 +155,11 @@ pub(crate) fn hop_count(user_properties: &[(String, String)]) -> u32 {
 pub(crate) fn finish(
     message: &Message,
     limits: &Limits,
-    now: Instant,
+    now: impl FnOnce() -> Instant,
 ) -> Result<(QoS, bool, PublishProperties), DropReason> {
     let mut properties = message.properties.clone();
     if let Some(expiry) = message.expiry {
-        let held = now.saturating_duration_since(message.received).as_secs();
+        let held = now().saturating_duration_since(message.received).as_secs();
         let remaining = u64::from(expiry).saturating_sub(held);
         if remaining == 0 {
             return Err(DropReason::Expired);
@@ -261,13 +258,22 @@ mod tests {
         };
         let publish = received("a/b", QoS::ExactlyOnce, props.clone());
         let now = Instant::now();
-        let message = shape(&publish, publish.properties.clone(), default_shape(), now).unwrap();
+        let message = shape(
+            &publish,
+            "a/b",
+            publish.properties.clone(),
+            default_shape(),
+            now,
+        )
+        .unwrap();
         assert_eq!(message.topic, "a/b");
         assert_eq!(message.qos, QoS::AtLeastOnce);
         assert!(message.retain);
         assert_eq!(message.expiry, Some(60));
-        let (qos, retain, out) =
-            finish(&message, &Limits::default(), now + Duration::from_secs(5)).unwrap();
+        let (qos, retain, out) = finish(&message, &Limits::default(), || {
+            now + Duration::from_secs(5)
+        })
+        .unwrap();
         assert_eq!(qos, QoS::AtLeastOnce);
         assert!(retain);
         assert_eq!(out.message_expiry_interval, Some(55));
@@ -292,6 +298,7 @@ mod tests {
         let publish = received("a", QoS::AtLeastOnce, props);
         let result = shape(
             &publish,
+            "a",
             publish.properties.clone(),
             default_shape(),
             Instant::now(),
@@ -304,10 +311,17 @@ mod tests {
         };
         let publish = received("a", QoS::AtLeastOnce, props);
         let then = Instant::now();
-        let message = shape(&publish, publish.properties.clone(), default_shape(), then).unwrap();
+        let message = shape(
+            &publish,
+            "a",
+            publish.properties.clone(),
+            default_shape(),
+            then,
+        )
+        .unwrap();
         let late = then + Duration::from_secs(2);
         assert_eq!(
-            finish(&message, &Limits::default(), late).unwrap_err(),
+            finish(&message, &Limits::default(), || late).unwrap_err(),
             DropReason::Expired
         );
     }
@@ -320,7 +334,7 @@ mod tests {
             retain: RetainPolicy::Drop,
             ..default_shape()
         };
-        let message = shape(&publish, None, shape_drop, Instant::now()).unwrap();
+        let message = shape(&publish, "a/b", None, shape_drop, Instant::now()).unwrap();
         assert_eq!(message.topic, "fixed");
         assert!(!message.retain);
         let size = packet_size(&message, QoS::AtLeastOnce, &message.properties);
@@ -336,14 +350,14 @@ mod tests {
             max_packet_size: Some(u32::try_from(size).unwrap()),
             ..Limits::default()
         };
-        assert!(finish(&message, &limits, Instant::now()).is_ok());
+        assert!(finish(&message, &limits, Instant::now).is_ok());
         let limits = Limits {
             max_packet_size: Some(u32::try_from(size - 1).unwrap()),
             retain_available: false,
             max_qos: QoS::AtLeastOnce,
         };
         assert_eq!(
-            finish(&message, &limits, Instant::now()).unwrap_err(),
+            finish(&message, &limits, Instant::now).unwrap_err(),
             DropReason::Oversize
         );
     }

@@ -119,6 +119,19 @@ pub(crate) struct RouteCtx {
     pub(crate) metrics: Arc<RouteMetrics>,
 }
 
+/// The routes whose filter matches `topic`: how many, and which of the first 64 (bit `i` set
+/// for `routes[i]`), so that each filter is matched once per message.
+pub(crate) fn route_hits(routes: &[Arc<RouteCtx>], topic: &str) -> (u64, usize) {
+    let (mut hits, mut matching) = (0u64, 0);
+    for (i, route) in routes.iter().enumerate() {
+        if route.filter.matches(topic) {
+            matching += 1;
+            hits |= if i < 64 { 1 << i } else { 0 };
+        }
+    }
+    (hits, matching)
+}
+
 /// Engine-wide forwarding settings.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Policy {
@@ -261,5 +274,35 @@ impl Conn {
 
     fn set_status(&self, update: impl FnOnce(&mut Status)) {
         update(&mut lock(&self.status));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::metrics::Metrics;
+
+    #[test]
+    fn route_hits_counts_every_route_and_marks_the_first_64() {
+        let metrics = Metrics::new();
+        let routes: Vec<_> = (0..70)
+            .map(|i| {
+                let filter = if i % 3 == 0 { "a/#" } else { "b/+" };
+                Arc::new(RouteCtx {
+                    name: format!("r{i}"),
+                    filter: TopicFilter::parse(filter).unwrap(),
+                    target: None,
+                    qos: QoS::AtLeastOnce,
+                    metrics: metrics.route("b", "r", "local-to-remote"),
+                })
+            })
+            .collect();
+        let (hits, matching) = route_hits(&routes, "a/x");
+        assert_eq!(matching, 24, "routes 0, 3, …, 69");
+        assert_eq!(
+            hits,
+            (0..64).filter(|i| i % 3 == 0).fold(0u64, |h, i| h | 1 << i)
+        );
+        assert_eq!(route_hits(&routes, "c"), (0, 0));
     }
 }

@@ -58,8 +58,7 @@ pub(super) enum Attempt {
 }
 
 pub(super) fn attempt(client: &Client, pending: Pending, limits: &Limits) -> Attempt {
-    let (qos, retain, properties) = match forward::finish(&pending.message, limits, Instant::now())
-    {
+    let (qos, retain, properties) = match forward::finish(&pending.message, limits, Instant::now) {
         Ok(parts) => parts,
         Err(reason) => return Attempt::Dropped(pending, reason),
     };

@@ -362,12 +362,9 @@ impl PollCtx {
             return true;
         }
         let received = Instant::now();
-        let topic = std::str::from_utf8(&publish.topic).unwrap_or("");
-        let matching = self
-            .routes
-            .iter()
-            .filter(|route| route.filter.matches(topic))
-            .count();
+        let topic = std::str::from_utf8(&publish.topic).ok(); // not UTF-8: matches no route
+        let (hits, matching) = topic.map_or((0, 0), |topic| super::route_hits(&self.routes, topic));
+        let topic = topic.unwrap_or("");
         let place = if publish.qos == QoS::AtMostOnce {
             None
         } else {
@@ -387,11 +384,16 @@ impl PollCtx {
         }
         let mut properties = publish.properties.take();
         let mut left = matching;
-        for route in &self.routes {
+        for (i, route) in self.routes.iter().enumerate() {
             if left == 0 {
                 break;
             }
-            if !route.filter.matches(topic) {
+            let hit = if i < 64 {
+                hits & (1 << i) != 0
+            } else {
+                route.filter.matches(topic)
+            };
+            if !hit {
                 continue;
             }
             left -= 1;
@@ -419,7 +421,7 @@ impl PollCtx {
                 retain: self.policy.retain,
                 hop_limit: self.policy.hop_limit,
             };
-            let message = match forward::shape(&publish, props, shape, received) {
+            let message = match forward::shape(&publish, topic, props, shape, received) {
                 Ok(message) => message,
                 Err(reason) => {
                     if reason == DropReason::HopLimit {
