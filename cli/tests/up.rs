@@ -70,6 +70,25 @@ fn up_twice_changes_nothing_the_second_time() {
         "{manifests}"
     );
     assert!(manifests.contains("            - --spool-dir\n            - /var/lib/e4k/spool\n"));
+    // The pods mount what the bridge reads, as `e4k k8s manifests` renders it from the same
+    // configuration: the seed's local connection uses K8S-SAT, so its token is projected.
+    let printed = d
+        .e4k(&[
+            "--output",
+            "json",
+            "k8s",
+            "manifests",
+            "--bridge-config",
+            "e4k-out/bridge.yaml",
+        ])
+        .ok()
+        .stdout;
+    let printed: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(printed["yaml"].as_str().unwrap(), manifests);
+    assert!(
+        manifests.contains("                  audience: aio-mq\n"),
+        "{manifests}"
+    );
     let before = snapshot(d.dir.path());
 
     let second: serde_json::Value =

@@ -54,8 +54,9 @@ pub use self::parse::{MAX_INPUT_BYTES, RawConfig};
 pub use self::report::{Location, Problem, Report, Severity};
 pub use self::resolve::{
     Authentication, BridgeConfig, BrokerConnection, ConfigOptions, Direction, EVENT_GRID_AUDIENCE,
-    JWT_TOKEN_FILE_ANNOTATION, LogLevel, MEMBER_SESSIONS_ANNOTATION, MemberSessions, MqttVersion,
-    QoS, Route, SessionRole, SessionSettings, SharedSubscription, Tls, Transport, TrustRoots,
+    JWT_TOKEN_FILE_ANNOTATION, LogLevel, MEMBER_SESSIONS_ANNOTATION, MemberSessions, Mounts,
+    MqttVersion, QoS, Route, SessionRole, SessionSettings, SharedSubscription, Tls, Transport,
+    TrustRoots,
 };
 pub use self::topic::{TopicError, TopicFilter};
 pub use crate::error::BridgeError;

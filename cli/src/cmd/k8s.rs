@@ -3,10 +3,10 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Args, Subcommand};
-use e4k_bridge::config::{Authentication, BridgeConfig, TrustRoots, load_shape};
+use e4k_bridge::config::load_shape;
 use e4k_provisioning::k8s::{
     apply,
-    manifests::{self, ManifestInput, ProjectedToken, SpoolVolume},
+    manifests::{self, DEFAULT_SAT_AUDIENCE, ManifestInput, ProjectedToken, SpoolVolume},
     secret::{self, SecretFiles},
 };
 use serde::Serialize;
@@ -45,7 +45,7 @@ pub(crate) struct ManifestsArgs {
     name: Option<String>,
     /// Audience of the service account token sent to the local broker, when the bridge
     /// configuration authenticates to it with one.
-    #[arg(long, default_value = "aio-mq")]
+    #[arg(long, default_value = DEFAULT_SAT_AUDIENCE)]
     sat_audience: String,
     /// The client id of the user-assigned managed identity the bridge runs as (AKS workload
     /// identity): annotates the ServiceAccount and labels the pods for the webhook.
@@ -208,23 +208,19 @@ fn manifests_cmd(args: ManifestsArgs, out: &Output) -> anyhow::Result<ExitCode> 
             )));
         }
     };
+    let mounts = bridge.mounts();
     let input = ManifestInput {
         name: args.name.unwrap_or_else(|| format!("e4k-{}", bridge.name)),
         namespace: args.namespace,
         image: args.image,
         replicas: bridge.bridge_instances,
         bridge_yaml: text,
-        secrets: mounted_secrets(bridge),
-        config_maps: mounted_config_maps(bridge),
-        service_account_token: [&bridge.local, &bridge.remote]
-            .iter()
-            .find_map(|side| match &side.authentication {
-                Authentication::ServiceAccountToken { token_file } => Some(ProjectedToken {
-                    path: token_file.clone(),
-                    audience: args.sat_audience.clone(),
-                }),
-                _ => None,
-            }),
+        secrets: mounts.secrets,
+        config_maps: mounts.config_maps,
+        service_account_token: mounts.service_account_token.map(|path| ProjectedToken {
+            path,
+            audience: args.sat_audience,
+        }),
         spool,
         workload_identity_client_id: args.workload_identity_client_id,
     };
@@ -243,33 +239,4 @@ fn manifests_cmd(args: ManifestsArgs, out: &Output) -> anyhow::Result<ExitCode> 
     };
     out.emit(&output, |w| w.write_all(output.yaml.as_bytes()))?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The secrets the bridge reads: client certificates and username/password secrets.
-fn mounted_secrets(bridge: &BridgeConfig) -> Vec<String> {
-    let mut names: Vec<String> = [&bridge.remote, &bridge.local]
-        .iter()
-        .filter_map(|side| match &side.authentication {
-            Authentication::X509(files) => Some(files.secret.clone()),
-            Authentication::UsernamePassword { secret, .. } => Some(secret.clone()),
-            _ => None,
-        })
-        .collect();
-    names.sort();
-    names.dedup();
-    names
-}
-
-/// The config maps holding CA certificates the bridge trusts.
-fn mounted_config_maps(bridge: &BridgeConfig) -> Vec<String> {
-    let mut names: Vec<String> = [&bridge.remote, &bridge.local]
-        .iter()
-        .filter_map(|side| match side.tls.as_ref().map(|tls| &tls.trust) {
-            Some(TrustRoots::ConfigMap { name, .. }) => Some(name.clone()),
-            _ => None,
-        })
-        .collect();
-    names.sort();
-    names.dedup();
-    names
 }

@@ -8,7 +8,10 @@ use e4k_bridge::config::{Authentication, ConfigOptions, RawConfig, load_shape, r
 use e4k_provisioning::{
     certs::{KeyProtection, NotAfter, Password},
     eventgrid::{apply::DEFAULT_CONCURRENCY, validate::BridgeSessions},
-    k8s::{apply, manifests::ManifestInput},
+    k8s::{
+        apply,
+        manifests::{DEFAULT_SAT_AUDIENCE, ManifestInput, ProjectedToken},
+    },
     up::{self, Status, Step, UpOptions},
 };
 
@@ -49,6 +52,10 @@ pub(crate) struct UpArgs {
     /// The Kubernetes namespace.
     #[arg(long, short = 'n')]
     namespace: Option<String>,
+    /// The audience of the service account token the pods get when the bridge's local
+    /// connection uses K8S-SAT (the seed's default).
+    #[arg(long, default_value = DEFAULT_SAT_AUDIENCE)]
+    sat_audience: String,
     #[command(flatten)]
     spool: SpoolArgs,
     /// Apply the Secret and the manifests to the current kubeconfig's cluster.
@@ -97,6 +104,7 @@ pub(crate) fn run(args: UpArgs, out: &Output) -> anyhow::Result<ExitCode> {
         }
     };
     let spool = args.spool.volume()?;
+    let mounts = bridge.mounts();
     let up_bridge_source = bridge_path.display().to_string();
     let up_options = UpOptions {
         spec: args.arm.spec.spec.clone(),
@@ -115,9 +123,12 @@ pub(crate) fn run(args: UpArgs, out: &Output) -> anyhow::Result<ExitCode> {
             image: args.image.clone(),
             replicas: bridge.bridge_instances,
             bridge_yaml: String::new(),
-            secrets: vec![files.secret.clone()],
-            config_maps: Vec::new(),
-            service_account_token: None,
+            secrets: mounts.secrets,
+            config_maps: mounts.config_maps,
+            service_account_token: mounts.service_account_token.map(|path| ProjectedToken {
+                path,
+                audience: args.sat_audience.clone(),
+            }),
             spool,
             workload_identity_client_id: None,
         },

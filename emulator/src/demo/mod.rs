@@ -15,7 +15,7 @@ use std::{
 };
 
 use e4k_bridge::{
-    config::{ConfigOptions, RawConfig, resolve},
+    config::{BridgeConfig, ConfigOptions, RawConfig, load_shape, resolve},
     engine::{Bridge, RunOptions},
 };
 use e4k_provisioning::{
@@ -24,7 +24,7 @@ use e4k_provisioning::{
         arm::{ArmClient, ArmConfig},
         credential::StaticToken,
     },
-    k8s::manifests::{ManifestInput, SpoolVolume},
+    k8s::manifests::{DEFAULT_SAT_AUDIENCE, ManifestInput, ProjectedToken, SpoolVolume},
     up::{self, UpOptions},
 };
 use serde::Serialize;
@@ -124,6 +124,13 @@ pub async fn run(
         )
         .map_err(step("cannot make the ARM client"))?,
     );
+    // What the pods mount, as `e4k up` renders it from the configuration.
+    let mounts = load_shape(&bridge_yaml)
+        .map_err(step("cannot read the seed's bridge configuration"))?
+        .bridges
+        .first()
+        .map(BridgeConfig::mounts)
+        .unwrap_or_default();
     let out_dir = dir.join("e4k-out");
     let report = up::up(
         &UpOptions {
@@ -144,9 +151,12 @@ pub async fn run(
                 image: "e4k:demo".into(),
                 replicas: 3,
                 bridge_yaml: String::new(),
-                secrets: vec!["bridge-client-cert".into()],
-                config_maps: Vec::new(),
-                service_account_token: None,
+                secrets: mounts.secrets,
+                config_maps: mounts.config_maps,
+                service_account_token: mounts.service_account_token.map(|path| ProjectedToken {
+                    path,
+                    audience: DEFAULT_SAT_AUDIENCE.into(),
+                }),
                 workload_identity_client_id: None,
                 // As `e4k up` renders them by default.
                 spool: Some(SpoolVolume {

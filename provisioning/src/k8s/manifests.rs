@@ -25,6 +25,9 @@ pub const SECRETS_DIR: &str = "/var/run/secrets/e4k";
 pub const CONFIGMAPS_DIR: &str = "/var/run/configmaps/e4k";
 /// The metrics and health port.
 pub const METRICS_PORT: u16 = 9102;
+/// The audience of the projected service account token the local broker expects (AIO MQ's
+/// `K8S-SAT` default; `--sat-audience` default).
+pub const DEFAULT_SAT_AUDIENCE: &str = "aio-mq";
 /// Where each pod's spool volume is mounted (the bridge's `--spool-dir`).
 pub const SPOOL_DIR: &str = "/var/lib/e4k/spool";
 

@@ -210,7 +210,51 @@ pub enum SessionRole<'a> {
     },
 }
 
+/// What a pod that runs a bridge must mount for the files the bridge reads: the Kubernetes
+/// objects behind them and the service account token the local broker expects.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Mounts {
+    /// Secrets: client certificates and username/password secrets (sorted, once each).
+    pub secrets: Vec<String>,
+    /// Config maps holding the CA certificates the bridge trusts (sorted, once each).
+    pub config_maps: Vec<String>,
+    /// The service account token file of a `K8S-SAT` connection (the local broker's default).
+    pub service_account_token: Option<PathBuf>,
+}
+
 impl BridgeConfig {
+    /// What a pod running this bridge mounts (`e4k k8s manifests`, `e4k up`).
+    pub fn mounts(&self) -> Mounts {
+        let sides = [&self.remote, &self.local];
+        let sorted = |mut names: Vec<String>| {
+            names.sort();
+            names.dedup();
+            names
+        };
+        let secrets = sides.iter().filter_map(|side| match &side.authentication {
+            Authentication::X509(files) => Some(files.secret.clone()),
+            Authentication::UsernamePassword { secret, .. } => Some(secret.clone()),
+            _ => None,
+        });
+        let config_maps =
+            sides
+                .iter()
+                .filter_map(|side| match side.tls.as_ref().map(|tls| &tls.trust) {
+                    Some(TrustRoots::ConfigMap { name, .. }) => Some(name.clone()),
+                    _ => None,
+                });
+        Mounts {
+            secrets: sorted(secrets.collect()),
+            config_maps: sorted(config_maps.collect()),
+            service_account_token: [&self.local, &self.remote]
+                .iter()
+                .find_map(|side| match &side.authentication {
+                    Authentication::ServiceAccountToken { token_file } => Some(token_file.clone()),
+                    _ => None,
+                }),
+        }
+    }
+
     /// The client ID of a session of instance `instance`: `{prefix}-{instance}` for
     /// [`SessionRole::Main`], `{prefix}-{route}-{member}` for a shared-subscription member
     /// (the instance is implied by the member index).
@@ -331,8 +375,11 @@ pub enum LogLevel {
 mod tests {
     use std::collections::HashSet;
 
+    use std::path::Path;
+
     use super::*;
     use crate::config::endpoint::Endpoint;
+    use crate::config::files::ClientCertFiles;
     use crate::config::topic::TopicFilter;
 
     fn route(name: &str, shared: Option<u32>) -> Route {
@@ -378,6 +425,44 @@ mod tests {
             local: connection(),
             routes,
         }
+    }
+
+    #[test]
+    fn mounts_name_every_secret_config_map_and_token_once() {
+        let trust = |name: &str| Tls {
+            trust: TrustRoots::ConfigMap {
+                name: name.into(),
+                dir: PathBuf::from("/cm").join(name),
+            },
+        };
+        let mut config = bridge(1, vec![route("r", None)]);
+        config.remote.authentication =
+            Authentication::X509(ClientCertFiles::new(Path::new("/s"), "bridge-client-cert"));
+        config.remote.tls = Some(trust("ca"));
+        config.local.authentication = Authentication::UsernamePassword {
+            secret: "local-login".into(),
+            username_file: "/s/local-login/username".into(),
+            password_file: "/s/local-login/password".into(),
+        };
+        config.local.tls = Some(trust("ca"));
+        let mounts = config.mounts();
+        assert_eq!(mounts.secrets, ["bridge-client-cert", "local-login"]);
+        assert_eq!(
+            mounts.config_maps,
+            ["ca"],
+            "once, though both sides trust it"
+        );
+        assert_eq!(mounts.service_account_token, None);
+
+        let token = PathBuf::from("/var/run/serviceaccount/localbroker/sat-token");
+        config.local.authentication = Authentication::ServiceAccountToken {
+            token_file: token.clone(),
+        };
+        config.local.tls = None;
+        let mounts = config.mounts();
+        assert_eq!(mounts.secrets, ["bridge-client-cert"]);
+        assert_eq!(mounts.config_maps, ["ca"]);
+        assert_eq!(mounts.service_account_token, Some(token));
     }
 
     #[test]
