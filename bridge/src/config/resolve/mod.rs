@@ -374,7 +374,6 @@ pub enum LogLevel {
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
-
     use std::path::Path;
 
     use super::*;
