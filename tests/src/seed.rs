@@ -10,7 +10,7 @@ use std::time::Duration;
 use e4k_provisioning::certs::{KeyProtection, NotAfter};
 use e4k_provisioning::eventgrid::arm::{ArmClient, ArmConfig};
 use e4k_provisioning::eventgrid::credential::StaticToken;
-use e4k_provisioning::k8s::manifests::ManifestInput;
+use e4k_provisioning::k8s::manifests::{DEFAULT_SAT_AUDIENCE, ManifestInput, ProjectedToken};
 use e4k_provisioning::up::{self, UpOptions};
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +50,13 @@ pub async fn up(dir: &Path, arm_url: &str) -> io::Result<Seeded> {
         )
         .map_err(io::Error::other)?,
     );
+    // What the pods mount, as `e4k up` renders it from the configuration.
+    let mounts = e4k_bridge::config::load_shape(&bridge_yaml)
+        .map_err(io::Error::other)?
+        .bridges
+        .first()
+        .map(e4k_bridge::config::BridgeConfig::mounts)
+        .unwrap_or_default();
     let out = dir.join("e4k-out");
     let report = up::up(
         &UpOptions {
@@ -69,9 +76,12 @@ pub async fn up(dir: &Path, arm_url: &str) -> io::Result<Seeded> {
                 image: "e4k:tests".into(),
                 replicas: 1,
                 bridge_yaml: String::new(),
-                secrets: vec!["bridge-client-cert".into()],
-                config_maps: Vec::new(),
-                service_account_token: None,
+                secrets: mounts.secrets,
+                config_maps: mounts.config_maps,
+                service_account_token: mounts.service_account_token.map(|path| ProjectedToken {
+                    path,
+                    audience: DEFAULT_SAT_AUDIENCE.into(),
+                }),
                 spool: None,
                 workload_identity_client_id: None,
             },
