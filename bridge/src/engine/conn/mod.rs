@@ -119,17 +119,36 @@ pub(crate) struct RouteCtx {
     pub(crate) metrics: Arc<RouteMetrics>,
 }
 
-/// The routes whose filter matches `topic`: how many, and which of the first 64 (bit `i` set
-/// for `routes[i]`), so that each filter is matched once per message.
-pub(crate) fn route_hits(routes: &[Arc<RouteCtx>], topic: &str) -> (u64, usize) {
-    let (mut hits, mut matching) = (0u64, 0);
-    for (i, route) in routes.iter().enumerate() {
-        if route.filter.matches(topic) {
-            matching += 1;
-            hits |= if i < 64 { 1 << i } else { 0 };
+/// Which of a connection's routes a received topic matches, each filter matched once per
+/// message: how many, and which of the first 64 (a bit each; beyond them [`RouteHits::hit`]
+/// matches again).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RouteHits {
+    bits: u64,
+    /// How many routes match.
+    pub(crate) count: usize,
+}
+
+impl RouteHits {
+    pub(crate) fn of(routes: &[Arc<RouteCtx>], topic: &str) -> Self {
+        let mut hits = RouteHits::default();
+        for (i, route) in routes.iter().enumerate() {
+            if route.filter.matches(topic) {
+                hits.count += 1;
+                hits.bits |= if i < 64 { 1 << i } else { 0 };
+            }
+        }
+        hits
+    }
+
+    /// Whether `route`, the `i`-th of the routes [`RouteHits::of`] was given, matches `topic`.
+    pub(crate) fn hit(&self, i: usize, route: &RouteCtx, topic: &str) -> bool {
+        if i < 64 {
+            self.bits & (1 << i) != 0
+        } else {
+            route.filter.matches(topic)
         }
     }
-    (hits, matching)
 }
 
 /// Engine-wide forwarding settings.
@@ -283,7 +302,7 @@ mod tests {
     use crate::engine::metrics::Metrics;
 
     #[test]
-    fn route_hits_counts_every_route_and_marks_the_first_64() {
+    fn route_hits_count_every_route_and_keep_the_first_64() {
         let metrics = Metrics::new();
         let routes: Vec<_> = (0..70)
             .map(|i| {
@@ -297,12 +316,11 @@ mod tests {
                 })
             })
             .collect();
-        let (hits, matching) = route_hits(&routes, "a/x");
-        assert_eq!(matching, 24, "routes 0, 3, …, 69");
-        assert_eq!(
-            hits,
-            (0..64).filter(|i| i % 3 == 0).fold(0u64, |h, i| h | 1 << i)
-        );
-        assert_eq!(route_hits(&routes, "c"), (0, 0));
+        let hits = RouteHits::of(&routes, "a/x");
+        assert_eq!(hits.count, 24, "routes 0, 3, …, 69");
+        for (i, route) in routes.iter().enumerate() {
+            assert_eq!(hits.hit(i, route, "a/x"), i % 3 == 0, "route {i}");
+        }
+        assert_eq!(RouteHits::of(&routes, "c"), RouteHits::default());
     }
 }

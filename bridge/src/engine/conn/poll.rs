@@ -13,7 +13,7 @@ use tracing::{debug, error, info, warn};
 
 use super::gate::{AckerWakes, Gate, Pending, Settle, Ticket};
 use super::setup::Setup;
-use super::{Conn, Policy, RouteCtx, lock};
+use super::{Conn, Policy, RouteCtx, RouteHits, lock};
 use crate::engine::backoff::Backoff;
 use crate::engine::forward::{self, Limits, Shape};
 use crate::engine::metrics::{DropReason, RouteMetrics};
@@ -114,8 +114,12 @@ pub(crate) async fn run_poll(mut eventloop: EventLoop, mut ctx: PollCtx) {
             break;
         }
         // A buffered event is taken without a poll future (see `take_buffered`), after stop.
-        let buffered = (!ctx.stop.is_cancelled()).then(|| eventloop.take_buffered());
-        let event = match buffered.flatten() {
+        let buffered = if ctx.stop.is_cancelled() {
+            None
+        } else {
+            eventloop.take_buffered()
+        };
+        let event = match buffered {
             Some(polled) => Ok(polled),
             None => tokio::select! {
                 biased;
@@ -363,8 +367,8 @@ impl PollCtx {
         }
         let received = Instant::now();
         let topic = std::str::from_utf8(&publish.topic).ok(); // not UTF-8: matches no route
-        let (hits, matching) = topic.map_or((0, 0), |topic| super::route_hits(&self.routes, topic));
-        let topic = topic.unwrap_or("");
+        let hits = topic.map_or_else(RouteHits::default, |t| RouteHits::of(&self.routes, t));
+        let (topic, matching) = (topic.unwrap_or(""), hits.count);
         let place = if publish.qos == QoS::AtMostOnce {
             None
         } else {
@@ -388,12 +392,7 @@ impl PollCtx {
             if left == 0 {
                 break;
             }
-            let hit = if i < 64 {
-                hits & (1 << i) != 0
-            } else {
-                route.filter.matches(topic)
-            };
-            if !hit {
+            if !hits.hit(i, route, topic) {
                 continue;
             }
             left -= 1;
